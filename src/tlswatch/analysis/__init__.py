@@ -1,0 +1,1 @@
+"""Pure judgement of observations: chain facts, verification, findings and status."""

@@ -1,0 +1,1 @@
+"""The imperative edge: name resolution and the one asyncio driver that touches sockets."""

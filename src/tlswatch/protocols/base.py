@@ -1,0 +1,127 @@
+"""The sans-IO negotiator interface every protocol upgrade implements.
+
+A negotiator is the client side of a protocol's plaintext dialogue, from connect to the
+moment TLS may start. It never touches a socket: the driver feeds it the bytes that arrived
+(``receive_data(b"")`` means the server closed) and carries out the events it returns.
+
+Events:
+    Send(data)      write these bytes to the server
+    Ready(info)     the server said "go ahead": start the TLS handshake now
+    Failed(failure) the dialogue ended without TLS, classified
+
+An empty list of events means "need more data". After ``Ready`` the negotiator is done; any
+plaintext that arrived after the go-ahead makes it return ``Failed`` (protocol_error: the
+STARTTLS response-injection class, RFC 3207 §6 / CVE-2011-0411) instead, so such bytes can
+never reach the TLS engine.
+
+State machines keep their transitions in one table (STYLE.md rule 1): see
+:class:`StateTable`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from tlswatch.errors import Failure, FailureClass, excerpt
+
+#: Default cap on the plaintext a negotiator buffers before giving up (STYLE.md rule 3).
+DEFAULT_MAX_BUFFER = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """TLS may start now. ``info`` holds what the dialogue learned (banner, capabilities)."""
+
+    info: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    failure: Failure
+
+
+Event = Send | Ready | Failed
+
+
+@dataclass(frozen=True, slots=True)
+class NegotiatorContext:
+    """What a negotiator may know about the target it talks to."""
+
+    host: str
+    port: int
+    sni: str | None
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+S = TypeVar("S")
+
+
+class StateTable(Generic[S]):
+    """The allowed transitions of a state machine, in one place.
+
+    ``move(src, dst)`` returns ``dst`` when the transition is in the table and raises
+    ``AssertionError`` otherwise: a move outside the table is a bug in the negotiator,
+    not a server problem.
+    """
+
+    def __init__(self, transitions: Mapping[S, frozenset[S]]) -> None:
+        self._transitions = transitions
+
+    def move(self, src: S, dst: S) -> S:
+        if dst not in self._transitions.get(src, frozenset()):
+            raise AssertionError(f"illegal transition {src!r} -> {dst!r}")
+        return dst
+
+    def allowed(self, src: S) -> frozenset[S]:
+        return self._transitions.get(src, frozenset())
+
+
+class Negotiator(abc.ABC):
+    """Base class: the client side of one protocol's upgrade dialogue (sans-IO)."""
+
+    #: bytes a negotiator buffers at most before failing with protocol_error
+    max_buffer: int = DEFAULT_MAX_BUFFER
+
+    def __init__(self, ctx: NegotiatorContext) -> None:
+        self.ctx = ctx
+        self.done = False
+
+    def initiate(self) -> list[Event]:
+        """Events to carry out right after connect (client-speaks-first protocols)."""
+        return []
+
+    @abc.abstractmethod
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes from the server; ``b""`` means end of stream."""
+
+    # Helpers shared by every negotiator: they only build events.
+    def fail(
+        self, code: FailureClass, message: str, evidence: bytes | None = None
+    ) -> list[Event]:
+        self.done = True
+        return [Failed(Failure(code, message, excerpt(evidence) if evidence else None))]
+
+    def closed(self, during: str, evidence: bytes = b"") -> list[Event]:
+        return self.fail(
+            FailureClass.CLOSED, f"server closed the connection {during}", evidence or None
+        )
+
+    def ready(self, trailing: bytes, info: Mapping[str, str] | None = None) -> list[Event]:
+        """Go to TLS unless plaintext followed the go-ahead (STARTTLS injection)."""
+        if trailing:
+            return self.fail(
+                FailureClass.PROTOCOL_ERROR,
+                "server sent plaintext after its go-ahead for TLS "
+                "(STARTTLS response injection); refusing to start TLS",
+                trailing,
+            )
+        self.done = True
+        return [Ready(dict(info or {}))]

@@ -1,0 +1,1 @@
+"""Renderers: the result model to JSON, terminal tables and the other output formats."""

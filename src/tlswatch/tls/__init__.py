@@ -1,0 +1,1 @@
+"""The one TLS engine (memory BIOs), its record framers and the client contexts."""

@@ -1,0 +1,185 @@
+"""The one TLS engine: an ``ssl.SSLObject`` over memory BIOs, sans-IO.
+
+Bytes from the transport go in through :meth:`TLSEngine.receive_data`, bytes for the
+transport come out; the driver moves them. A :class:`~tlswatch.tls.framing.RecordFramer`
+sits between the wire and the BIOs, so protocols that wrap TLS records (TDS, OpenVPN) reuse
+this engine unchanged. The handshake verifies nothing: the chain is collected as sent and
+judged later by :mod:`tlswatch.x509`.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+
+from tlswatch.errors import Failure, FailureClass, excerpt
+from tlswatch.tls.chain import unverified_chain_der
+from tlswatch.tls.framing import PASS_THROUGH, FramingError, RecordFramer
+
+#: cap on the TLS bytes a handshake may take (OpenSSL's own certificate-list cap is 100 KiB;
+#: this is the backstop against a server that streams records forever)
+MAX_HANDSHAKE_BYTES = 1 << 20
+
+# TLS record content types (RFC 8446 §5.1; heartbeat RFC 6520) and the record-layer major
+# version byte every TLS/SSLv3 record carries.
+_CONTENT_TYPES = frozenset({20, 21, 22, 23, 24})
+_RECORD_MAJOR = 3
+
+_ALERT_PREFIXES = ("SSLV3_ALERT_", "TLSV13_ALERT_", "TLSV1_ALERT_", "TLSV1_")
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeFacts:
+    """What a completed handshake established."""
+
+    chain: tuple[bytes, ...]
+    version: str
+    cipher: str
+    alpn: str | None
+
+
+def alert_name(reason: str) -> str | None:
+    """OpenSSL's reason for a received alert (``SSLV3_ALERT_HANDSHAKE_FAILURE``) to the
+    RFC 8446 §6 alert name (``handshake_failure``); None if the reason is not an alert."""
+    for prefix in _ALERT_PREFIXES:
+        if reason.startswith(prefix) and "ALERT" in reason:
+            return reason[len(prefix) :].lower()
+    return None
+
+
+def classify_ssl_error(exc: ssl.SSLError) -> Failure:
+    reason = getattr(exc, "reason", None) or ""
+    if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError) or reason in (
+        "UNEXPECTED_EOF_WHILE_READING",
+    ):
+        return Failure(FailureClass.CLOSED, "server closed the connection during the TLS handshake")
+    name = alert_name(reason)
+    if name:
+        return Failure(
+            FailureClass.TLS_ALERT,
+            f"server refused the TLS handshake with alert {name}",
+        )
+    if reason == "EXCESSIVE_MESSAGE_SIZE":
+        return Failure(
+            FailureClass.TLS_ERROR,
+            "server's handshake message is too large (certificate chain over OpenSSL's "
+            "100 KiB limit): clients will fail the same way",
+        )
+    if reason in ("UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS_AVAILABLE"):
+        return Failure(FailureClass.TLS_ERROR, "no TLS version in common with the server")
+    if reason == "NO_SHARED_CIPHER" or reason == "NO_CIPHERS_AVAILABLE":
+        return Failure(FailureClass.TLS_ERROR, "no cipher suite in common with the server")
+    text = reason.lower().replace("_", " ") if reason else str(exc)
+    return Failure(FailureClass.TLS_ERROR, f"TLS handshake failed: {text}")
+
+
+class TLSEngine:
+    """Client-side TLS handshake over memory BIOs."""
+
+    def __init__(
+        self,
+        context: ssl.SSLContext,
+        server_hostname: str | None,
+        framer: RecordFramer = PASS_THROUGH,
+        max_bytes: int = MAX_HANDSHAKE_BYTES,
+    ) -> None:
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._obj = context.wrap_bio(
+            self._incoming, self._outgoing, server_side=False, server_hostname=server_hostname
+        )
+        self._framer = framer
+        self._max_bytes = max_bytes
+        self._received = 0
+        self._sniffed = False
+        self.facts: HandshakeFacts | None = None
+        self.failure: Failure | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.facts is not None or self.failure is not None
+
+    def initiate(self) -> bytes:
+        """The ClientHello, framed for the transport."""
+        self._step()
+        return self._flush()
+
+    def receive_data(self, data: bytes) -> bytes:
+        """Feed transport bytes (``b""``: the server closed); return bytes to send."""
+        if self.done:
+            return b""
+        if not data:
+            self._incoming.write_eof()
+            self._step()
+            if not self.done:
+                self.failure = Failure(
+                    FailureClass.CLOSED, "server closed the connection during the TLS handshake"
+                )
+            return b""
+        self._received += len(data)
+        if self._received > self._max_bytes:
+            self.failure = Failure(
+                FailureClass.TLS_ERROR,
+                f"TLS handshake exceeded {self._max_bytes} bytes without completing",
+            )
+            return b""
+        try:
+            tls = self._framer.unwrap(data)
+        except FramingError as exc:
+            self.failure = Failure(
+                FailureClass.PROTOCOL_ERROR, str(exc), excerpt(exc.evidence or data)
+            )
+            return b""
+        if tls and not self._sniffed:
+            if not self._looks_like_tls(tls):
+                return b""
+        if tls:
+            self._incoming.write(tls)
+            self._step()
+        return self._flush()
+
+    def _looks_like_tls(self, tls: bytes) -> bool:
+        # The first bytes back must start a TLS record (RFC 8446 §5.1: type, then 0x03xx).
+        # Anything else (a plaintext banner, an HTTP error) is the server speaking another
+        # protocol: say so with an excerpt rather than OpenSSL's "wrong version number".
+        if tls[0] not in _CONTENT_TYPES or (len(tls) > 1 and tls[1] != _RECORD_MAJOR):
+            self.failure = Failure(
+                FailureClass.PROTOCOL_ERROR,
+                "server answered the TLS ClientHello with non-TLS data "
+                "(a plaintext service, or TLS needs an upgrade command first?)",
+                excerpt(tls),
+            )
+            return False
+        self._sniffed = len(tls) > 1
+        return True
+
+    def _step(self) -> None:
+        try:
+            self._obj.do_handshake()
+        except ssl.SSLWantReadError:
+            return
+        except ssl.SSLError as exc:
+            self.failure = classify_ssl_error(exc)
+            return
+        cipher = self._obj.cipher()
+        self.facts = HandshakeFacts(
+            chain=unverified_chain_der(self._obj),
+            version=self._obj.version() or "unknown",
+            cipher=cipher[0] if cipher else "unknown",
+            alpn=self._obj.selected_alpn_protocol(),
+        )
+
+    def _flush(self) -> bytes:
+        out = self._outgoing.read()
+        wrapped = self._framer.wrap(out) if out else b""
+        return wrapped + self._framer.pending_output()
+
+    def close_notify(self) -> bytes:
+        """A close_notify alert to end the session politely (best effort)."""
+        if self.facts is None:
+            return b""
+        try:
+            self._obj.unwrap()
+        except ssl.SSLError:
+            pass
+        return self._flush()

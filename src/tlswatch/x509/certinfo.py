@@ -1,0 +1,115 @@
+"""Facts of one certificate (subject, issuer, dates, key, SAN) from its DER bytes.
+
+Certificate fields are untrusted input: names are rendered with RFC 4514 escaping, and any
+DER that cannot be parsed yields a :class:`~tlswatch.model.CertInfo` with ``parse_error`` set
+instead of an exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+from tlswatch.model import CertInfo, KeyInfo
+
+_SECONDS_PER_DAY = 86400.0
+
+
+def load(der: bytes) -> x509.Certificate | None:
+    try:
+        return x509.load_der_x509_certificate(der)
+    except (ValueError, TypeError):
+        return None
+
+
+def key_info(cert: x509.Certificate) -> KeyInfo | None:
+    try:
+        key = cert.public_key()
+    except (ValueError, TypeError, x509.UnsupportedGeneralNameType, Exception):  # noqa: BLE001
+        return None
+    if isinstance(key, rsa.RSAPublicKey):
+        return KeyInfo("RSA", key.key_size)
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return KeyInfo(f"EC-{key.curve.name}", key.key_size)
+    if isinstance(key, dsa.DSAPublicKey):
+        return KeyInfo("DSA", key.key_size)
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return KeyInfo("Ed25519", 256)
+    if isinstance(key, ed448.Ed448PublicKey):
+        return KeyInfo("Ed448", 456)
+    return KeyInfo(type(key).__name__, 0)
+
+
+def signature_algorithm(cert: x509.Certificate) -> str:
+    oid = cert.signature_algorithm_oid
+    name = getattr(oid, "_name", None)
+    return str(name) if name and name != "Unknown OID" else oid.dotted_string
+
+
+def san_names(cert: x509.Certificate) -> tuple[str, ...]:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return ()
+    except (ValueError, x509.DuplicateExtension):
+        return ()
+    out: list[str] = []
+    for name in ext.value:
+        if isinstance(name, x509.DNSName):
+            out.append(f"DNS:{name.value}")
+        elif isinstance(name, x509.IPAddress):
+            out.append(f"IP:{name.value}")
+        elif isinstance(name, x509.RFC822Name):
+            out.append(f"email:{name.value}")
+        elif isinstance(name, x509.UniformResourceIdentifier):
+            out.append(f"URI:{name.value}")
+    return tuple(out)
+
+
+def _name(n: x509.Name) -> str:
+    try:
+        return n.rfc4514_string()
+    except (ValueError, TypeError):
+        return "<unparsable name>"
+
+
+def describe(der: bytes, position: int, now: datetime) -> CertInfo:
+    """CertInfo for one certificate as sent at ``position``, judged at ``now``."""
+    sha = hashlib.sha256(der).hexdigest()
+    cert = load(der)
+    if cert is None:
+        return CertInfo(
+            position=position,
+            subject="<unparsable certificate>",
+            issuer="",
+            serial="",
+            sha256=sha,
+            not_before=None,
+            not_after=None,
+            days_left=None,
+            key=None,
+            signature_algorithm="",
+            parse_error="not a valid DER X.509 certificate",
+        )
+    not_before = cert.not_valid_before_utc
+    not_after = cert.not_valid_after_utc
+    return CertInfo(
+        position=position,
+        subject=_name(cert.subject),
+        issuer=_name(cert.issuer),
+        serial=format(cert.serial_number, "x"),
+        sha256=sha,
+        not_before=not_before,
+        not_after=not_after,
+        days_left=round((not_after - now).total_seconds() / _SECONDS_PER_DAY, 2),
+        key=key_info(cert),
+        signature_algorithm=signature_algorithm(cert),
+        san=san_names(cert),
+    )
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,1 @@
+"""Test support: PKI, server processes, scripted broken servers."""
