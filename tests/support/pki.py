@@ -58,8 +58,11 @@ class TestPKI:
         not_after: dt.datetime | None = None,
         key_type: trustme.KeyType = trustme.KeyType.ECDSA,
         issuer: trustme.CA | None = None,
+        organization_unit: str | None = None,
     ) -> IssuedLeaf:
-        """Issue a leaf for ``identities`` (default: localhost, 127.0.0.1, ::1)."""
+        """Issue a leaf for ``identities`` (default: localhost, 127.0.0.1, ::1).
+        ``organization_unit``: a fixed OU (trustme's default is random per certificate), so
+        two leaves can share a subject, as a renewal does."""
         self._n += 1
         ca = issuer or self.intermediate
         ids = identities or ("localhost", "127.0.0.1", "::1")
@@ -68,6 +71,8 @@ class TestPKI:
             kwargs["not_before"] = not_before
         if not_after is not None:
             kwargs["not_after"] = not_after
+        if organization_unit is not None:
+            kwargs["organization_unit_name"] = organization_unit
         leaf = ca.issue_cert(*ids, **kwargs)  # type: ignore[arg-type]
         base = self.dir / f"{self._n:02d}-{name}"
         cert_file = base.with_suffix(".crt")

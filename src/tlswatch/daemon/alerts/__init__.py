@@ -1,0 +1,1 @@
+"""Alerts: rules (pure), message templates, the persisted outbox and its delivery."""

@@ -1,0 +1,77 @@
+"""Change detection across probes (pure): what the daemon knows that one probe cannot.
+
+- ``CERT_CHANGED``: an endpoint's leaf differs from the one it served last time. Same subject
+  and issuer with a later expiry is a normal renewal (info); anything else — another issuer,
+  another subject, an earlier expiry — is a warning.
+- ``ENDPOINTS_DISAGREE``: the addresses of one target serve different leaf certificates.
+- ``RENEWAL_OVERDUE``: the leaf is past two thirds of its lifetime and still served (ACME
+  clients renew at two thirds; a certificate past that point has missed its renewal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from tlswatch.model import CertInfo, Finding, Status
+
+RENEWAL_SHARE = 2 / 3
+
+
+def short(fp: str) -> str:
+    return fp[:16]
+
+
+def _day(d: datetime | None) -> str:
+    return d.strftime("%Y-%m-%d") if d else "?"
+
+
+def cert_changed(endpoint: str, old: CertInfo, new: CertInfo) -> Finding | None:
+    if old.sha256 == new.sha256:
+        return None
+    later = (
+        old.not_after is not None and new.not_after is not None and new.not_after > old.not_after
+    )
+    renewal = old.subject == new.subject and old.issuer == new.issuer and later
+    what = (
+        f"{endpoint}: certificate changed from {short(old.sha256)} (expires {_day(old.not_after)})"
+        f" to {short(new.sha256)} (expires {_day(new.not_after)})"
+    )
+    if renewal:
+        return Finding("CERT_CHANGED", Status.OK, f"{what}: renewed")
+    reasons = []
+    if old.issuer != new.issuer:
+        reasons.append(f"issuer changed from {old.issuer!r} to {new.issuer!r}")
+    if old.subject != new.subject:
+        reasons.append(f"subject changed from {old.subject!r} to {new.subject!r}")
+    if not later:
+        reasons.append("the new certificate expires earlier")
+    return Finding("CERT_CHANGED", Status.WARNING, f"{what}: unexpected: {'; '.join(reasons)}")
+
+
+def endpoints_disagree(leaves: Mapping[str, CertInfo]) -> Finding | None:
+    """``leaves``: endpoint (``address:port``) → its current leaf."""
+    distinct = {c.sha256 for c in leaves.values()}
+    if len(distinct) < 2:
+        return None
+    parts = ", ".join(f"{ep} serves {short(c.sha256)}" for ep, c in sorted(leaves.items()))
+    return Finding(
+        "ENDPOINTS_DISAGREE", Status.WARNING, f"endpoints serve different certificates: {parts}"
+    )
+
+
+def renewal_overdue(leaf: CertInfo, now: datetime) -> Finding | None:
+    if leaf.not_before is None or leaf.not_after is None or now >= leaf.not_after:
+        return None  # an expired certificate is CERT_EXPIRED's business
+    lifetime = (leaf.not_after - leaf.not_before).total_seconds()
+    if lifetime <= 0:
+        return None
+    used = (now - leaf.not_before).total_seconds() / lifetime
+    if used < RENEWAL_SHARE:
+        return None
+    return Finding(
+        "RENEWAL_OVERDUE",
+        Status.WARNING,
+        f"certificate {short(leaf.sha256)} ({leaf.subject}) is {used:.0%} through its lifetime "
+        f"and has not been replaced; it expires {_day(leaf.not_after)}",
+    )
