@@ -62,6 +62,20 @@ class Timings:
 
 
 @dataclass(frozen=True, slots=True)
+class Fetched:
+    """Bytes fetched on the side of a probe for judging its chain: an issuer certificate
+    from an AIA caIssuers URL (``kind="ca_issuers"``) or an OCSP response (``kind="ocsp"``,
+    ``subject_sha256`` names the certificate asked about). Exactly one of ``data`` and
+    ``error`` is set. Kept with the Observation so a re-evaluation needs no network."""
+
+    kind: str
+    url: str
+    data: bytes | None = None
+    error: str | None = None
+    subject_sha256: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Observation:
     """What one probe of one endpoint saw. Pure data: can be stored and re-judged."""
 
@@ -73,6 +87,8 @@ class Observation:
     timings: Timings = field(default_factory=Timings)
     #: what the plaintext dialogue learned (banner, capabilities), protocol-specific keys
     upgrade: Mapping[str, str] = field(default_factory=dict)
+    #: AIA issuers and OCSP responses fetched for this chain (tlswatch.net.evidence)
+    fetched: tuple[Fetched, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

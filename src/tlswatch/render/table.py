@@ -28,6 +28,8 @@ def sort_worst_first(results: Sequence[TargetResult]) -> list[TargetResult]:
 
 def worst_finding(r: TargetResult) -> str:
     findings = list(r.findings) + [f for e in r.endpoints for f in e.findings]
+    # informational findings (severity ok) never headline a row
+    findings = [f for f in findings if f.severity is not Status.OK]
     if not findings:
         return ""
     f = max(findings, key=lambda f: f.severity.rank)

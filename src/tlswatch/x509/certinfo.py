@@ -8,7 +8,9 @@ instead of an exception.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
@@ -28,7 +30,7 @@ def load(der: bytes) -> x509.Certificate | None:
 def key_info(cert: x509.Certificate) -> KeyInfo | None:
     try:
         key = cert.public_key()
-    except (ValueError, TypeError, x509.UnsupportedGeneralNameType, Exception):  # noqa: BLE001
+    except (ValueError, TypeError, x509.UnsupportedGeneralNameType, Exception):
         return None
     if isinstance(key, rsa.RSAPublicKey):
         return KeyInfo("RSA", key.key_size)
@@ -78,11 +80,25 @@ def _name(n: x509.Name) -> str:
 
 def describe(der: bytes, position: int, now: datetime) -> CertInfo:
     """CertInfo for one certificate as sent at ``position``, judged at ``now``."""
+    facts = _facts(der)
+    if facts.parse_error is None and facts.not_after is not None:
+        days = round((facts.not_after - now).total_seconds() / _SECONDS_PER_DAY, 2)
+    else:
+        days = None
+    if facts.position == position and facts.days_left == days:
+        return facts
+    return replace(facts, position=position, days_left=days)
+
+
+@lru_cache(maxsize=256)
+def _facts(der: bytes) -> CertInfo:
+    # The time-independent facts, cached by DER: a scan meets the same intermediates on
+    # every endpoint. ``describe`` fills in position and days_left.
     sha = hashlib.sha256(der).hexdigest()
     cert = load(der)
     if cert is None:
         return CertInfo(
-            position=position,
+            position=0,
             subject="<unparsable certificate>",
             issuer="",
             serial="",
@@ -97,14 +113,14 @@ def describe(der: bytes, position: int, now: datetime) -> CertInfo:
     not_before = cert.not_valid_before_utc
     not_after = cert.not_valid_after_utc
     return CertInfo(
-        position=position,
+        position=0,
         subject=_name(cert.subject),
         issuer=_name(cert.issuer),
         serial=format(cert.serial_number, "x"),
         sha256=sha,
         not_before=not_before,
         not_after=not_after,
-        days_left=round((not_after - now).total_seconds() / _SECONDS_PER_DAY, 2),
+        days_left=None,
         key=key_info(cert),
         signature_algorithm=signature_algorithm(cert),
         san=san_names(cert),

@@ -1,0 +1,438 @@
+"""Chain verification: the chain as sent + trust anchors + name + check time in, one verdict
+out (PRODUCT.md §3 ``verification``). Pure: no network, no clock.
+
+Two verifiers work together:
+
+1. ``cryptography.x509.verification`` is the authority on whether a valid path exists (RFC
+   5280 path validation: signatures, validity, basicConstraints, path length, name
+   constraints, key usage). It says *whether*, with a free-text reason.
+2. A small diagnostic path builder walks leaf → issuer → … the way OpenSSL's
+   ``build_chain`` does (trust store first, then the certificates the server sent, in any
+   order) to say *why*: which certificate is expired, whose issuer is missing, whether the
+   chain ends in a self-signed certificate nobody trusts.
+
+Every defect found is recorded; ``code`` is the first of :data:`PRECEDENCE` present. The
+mapping to ``openssl verify`` errors is in :data:`OPENSSL_ERRORS` and docs/verdicts.md.
+
+Profile: RFC 5280 as OpenSSL's default (non ``-x509_strict``) verifier applies it with
+``-purpose sslserver``: CA certificates need basicConstraints cA=TRUE and, when they carry
+keyUsage, keyCertSign; an extendedKeyUsage, when present, must allow serverAuth; the leaf
+needs no subjectAltName (the CN is the fallback, see :mod:`tlswatch.x509.hostname`). Any
+certificate in the anchor set is a trust anchor (like OpenSSL's ``-partial_chain``).
+Algorithms: RSA and ECDSA P-256/P-384/P-521 as the Web PKI uses them; cryptography's
+verifier refuses Ed25519/Ed448 chains, which are reported ``invalid`` with that reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    VerificationError,
+)
+
+from tlswatch.x509 import hostname, strength
+from tlswatch.x509.trust import Anchors
+
+#: verification codes, most important first (PRODUCT.md §3)
+PRECEDENCE = (
+    "expired",
+    "not_yet_valid",
+    "unable_to_get_issuer",
+    "self_signed",
+    "self_signed_in_chain",
+    "hostname_mismatch",
+    "weak_key",
+    "weak_signature",
+    "invalid",
+)
+CODES = ("ok", *PRECEDENCE)
+
+#: ``openssl verify`` error numbers (X509_V_ERR_*, OpenSSL 3) → our code. An OpenSSL result
+#: maps to the code of highest precedence among the errors it printed.
+OPENSSL_ERRORS: Mapping[int, str] = {
+    10: "expired",  # X509_V_ERR_CERT_HAS_EXPIRED
+    9: "not_yet_valid",  # X509_V_ERR_CERT_NOT_YET_VALID
+    2: "unable_to_get_issuer",  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT
+    20: "unable_to_get_issuer",  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+    21: "unable_to_get_issuer",  # X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE
+    18: "self_signed",  # X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT
+    19: "self_signed_in_chain",  # X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN
+    62: "hostname_mismatch",  # X509_V_ERR_HOSTNAME_MISMATCH
+    64: "hostname_mismatch",  # X509_V_ERR_IP_ADDRESS_MISMATCH
+    66: "weak_key",  # X509_V_ERR_EE_KEY_TOO_SMALL (needs -auth_level 2)
+    67: "weak_key",  # X509_V_ERR_CA_KEY_TOO_SMALL
+    68: "weak_signature",  # X509_V_ERR_CA_MD_TOO_WEAK
+}
+#: any other OpenSSL error number maps to ``invalid``
+OPENSSL_OTHER = "invalid"
+
+MAX_DEPTH = 12
+
+
+def openssl_code(errors: Sequence[int]) -> str:
+    """Our code for the set of errors ``openssl verify`` printed (none: ``ok``)."""
+    codes = {OPENSSL_ERRORS.get(e, OPENSSL_OTHER) for e in errors}
+    return next((c for c in PRECEDENCE if c in codes), "ok")
+
+
+@dataclass(frozen=True)
+class PathCert:
+    """One certificate of a built path and where it came from."""
+
+    cert: x509.Certificate
+    sha256: str
+    #: position in the chain as sent; None when it came from the store or a fetch
+    position: int | None
+    source: str  # "sent" | "store" | "fetched"
+
+    @property
+    def label(self) -> str:
+        return label(self.cert, self.position, self.sha256, self.source)
+
+
+@dataclass(frozen=True)
+class ChainVerdict:
+    code: str
+    trusted: bool
+    hostname_match: bool
+    detail: str | None = None
+    #: every defect found: code → what and which certificate
+    defects: Mapping[str, str] = field(default_factory=dict)
+    #: leaf first, up to the anchor (when anchored) or as far as issuers were found
+    path: tuple[PathCert, ...] = ()
+    anchored: bool = False
+    leaf_self_signed: bool = False
+    #: cryptography's reason when it refused the chain
+    validator_error: str | None = None
+
+
+def name_text(name: x509.Name) -> str:
+    try:
+        return name.rfc4514_string()
+    except Exception:  # untrusted input
+        return "<unparsable name>"
+
+
+def der_of(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def label(
+    cert: x509.Certificate | None,
+    position: int | None,
+    sha256: str,
+    source: str = "sent",
+) -> str:
+    """How a message names a certificate: position, subject, fingerprint prefix."""
+    where = f"#{position}" if position is not None else ("store" if source == "store" else "AIA")
+    subject = name_text(cert.subject) if cert is not None else "<unparsable>"
+    return f"certificate {where} '{subject}' (sha256 {sha256[:16]})"
+
+
+def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """``issuer``'s key verifies ``cert``'s signature (names must chain too)."""
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except Exception:  # InvalidSignature, ValueError, TypeError, unsupported
+        return False
+    return True
+
+
+@lru_cache(maxsize=1024)
+def self_signed(cert: x509.Certificate) -> bool:
+    # Cached (certificates hash and compare by their DER): a scan checks the same roots
+    # and intermediates on every endpoint, and each check is a signature verification.
+    return cert.subject == cert.issuer and signed_by(cert, cert)
+
+
+def _require_ca(policy: Any, cert: x509.Certificate, bc: x509.BasicConstraints) -> None:
+    # the path builder itself checks cA and pathLenConstraint; presence is all we require
+    return None
+
+
+def _ca_key_usage(policy: Any, cert: x509.Certificate, ku: x509.KeyUsage | None) -> None:
+    if ku is not None and not ku.key_cert_sign:
+        raise ValueError("CA keyUsage lacks keyCertSign")
+
+
+def _ee_key_usage(policy: Any, cert: x509.Certificate, ku: x509.KeyUsage | None) -> None:
+    # OpenSSL's sslserver purpose: a TLS server key must sign or encipher/agree.
+    if ku is not None and not (ku.digital_signature or ku.key_encipherment or ku.key_agreement):
+        raise ValueError("leaf keyUsage allows neither digitalSignature nor keyEncipherment")
+
+
+def _server_eku(policy: Any, cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None) -> None:
+    if eku is None:
+        return
+    allowed = {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
+    if not allowed.intersection(eku):
+        raise ValueError("extendedKeyUsage does not allow serverAuth")
+
+
+@lru_cache(maxsize=1)
+def _policies() -> tuple[ExtensionPolicy, ExtensionPolicy]:
+    ca = (
+        ExtensionPolicy.permit_all()
+        .require_present(x509.BasicConstraints, Criticality.AGNOSTIC, _require_ca)
+        .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _ca_key_usage)
+        .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _server_eku)
+    )
+    ee = (
+        ExtensionPolicy.permit_all()
+        .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _ee_key_usage)
+        .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _server_eku)
+    )
+    return ca, ee
+
+
+def validate(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    anchors: Anchors,
+    at: datetime,
+) -> tuple[list[x509.Certificate] | None, str | None]:
+    """cryptography's path validation at ``at`` (no hostname check): the path, or why not."""
+    if anchors.store is None:
+        return None, "no trust anchors"
+    ca, ee = _policies()
+    try:
+        verifier = (
+            PolicyBuilder()
+            .store(anchors.store)
+            .time(at)
+            .max_chain_depth(MAX_DEPTH)
+            .extension_policies(ca_policy=ca, ee_policy=ee)
+            .build_client_verifier()
+        )
+        return list(verifier.verify(leaf, list(intermediates)).chain), None
+    except VerificationError as exc:
+        return None, _short(str(exc))
+    except Exception as exc:  # odd keys/encodings must not escape
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _short(message: str) -> str:
+    # cryptography appends "(encountered processing <Certificate(...)>)": our messages name
+    # the certificate themselves.
+    head, sep, _ = message.partition(" (encountered processing")
+    return head if sep else message
+
+
+@dataclass
+class _Sent:
+    position: int
+    der: bytes
+    cert: x509.Certificate | None
+
+
+def _load(der: bytes) -> x509.Certificate | None:
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        # touch the fields the analysis reads so a lazily-failing parse surfaces here
+        _ = (cert.subject, cert.issuer, cert.not_valid_before_utc, cert.not_valid_after_utc)
+        return cert
+    except Exception:  # arbitrary bytes from the network
+        return None
+
+
+def verify_chain(
+    chain: Sequence[bytes],
+    anchors: Anchors,
+    name: str,
+    now: datetime,
+    fetched: Sequence[x509.Certificate] = (),
+) -> ChainVerdict:
+    """Judge ``chain`` (DER, as sent, leaf first) for a client connecting to ``name``."""
+    sent = [_Sent(i, der, _load(der)) for i, der in enumerate(chain)]
+    if not sent:
+        return ChainVerdict(
+            "invalid", False, False, "server sent no certificate", {"invalid": "no certificate"}
+        )
+    leaf = sent[0].cert
+    if leaf is None:
+        detail = "certificate #0 (the leaf) is not a valid DER X.509 certificate"
+        return ChainVerdict("invalid", False, False, detail, {"invalid": detail})
+    others = [s.cert for s in sent[1:] if s.cert is not None]
+    by_der = {s.der: s for s in sent if s.cert is not None}
+    fetched_ders = {der_of(c) for c in fetched}
+
+    def path_cert(cert: x509.Certificate) -> PathCert:
+        der = der_of(cert)
+        fp = hashlib.sha256(der).hexdigest()
+        if der in by_der:
+            return PathCert(cert, fp, by_der[der].position, "sent")
+        if der in fetched_ders and not anchors.contains(cert):
+            return PathCert(cert, fp, None, "fetched")
+        return PathCert(cert, fp, None, "store")
+
+    defects: dict[str, str] = {}
+    intermediates = [*others, *fetched]
+    valid_path, validator_error = validate(leaf, intermediates, anchors, now)
+    if valid_path is not None:
+        path = tuple(path_cert(c) for c in valid_path)
+        anchored = True
+    else:
+        path, anchored, end, link_error = _diagnose(leaf, intermediates, anchors, path_cert)
+        if end is not None:
+            defects[end[0]] = end[1]
+        if link_error:
+            defects["invalid"] = link_error
+    leaf_pc = path[0]
+
+    # Validity periods of every certificate on the path (RFC 5280 §6.1.3(a)(2)); OpenSSL
+    # checks the trust anchor's too, and so do we.
+    for pc in path:
+        if now > pc.cert.not_valid_after_utc:
+            defects.setdefault(
+                "expired", f"{pc.label} expired {_when(pc.cert.not_valid_after_utc)}"
+            )
+        elif now < pc.cert.not_valid_before_utc:
+            defects.setdefault(
+                "not_yet_valid",
+                f"{pc.label} is not valid before {_when(pc.cert.not_valid_before_utc)}",
+            )
+
+    host_ok = hostname.matches(leaf, name)
+    if not host_ok:
+        ids = ", ".join(hostname.identities(leaf)[:8]) or "nothing"
+        defects["hostname_mismatch"] = f"{leaf_pc.label} is valid for {ids}, not {name}"
+
+    for pc in path:
+        weak = strength.weak_key(pc.cert)
+        if weak:
+            defects.setdefault("weak_key", f"{pc.label}: {weak}")
+    for i, pc in enumerate(path):
+        top_self_signed = i == len(path) - 1 and self_signed(pc.cert)
+        weak = None if top_self_signed else strength.weak_signature(pc.cert)
+        if weak:
+            defects.setdefault("weak_signature", f"{pc.label}: {weak}")
+
+    issuer_trouble = {"unable_to_get_issuer", "self_signed", "self_signed_in_chain"} & set(defects)
+    if valid_path is None and anchored and not issuer_trouble and "invalid" not in defects:
+        # Our walk reached an anchor but the validator refused: is it only the dates (already
+        # reported) or weak crypto (already reported), or something else (basicConstraints,
+        # path length, EKU, name constraints, an unsupported algorithm)?
+        reason = validator_error
+        window = _common_validity(path)
+        if ("expired" in defects or "not_yet_valid" in defects) and window is not None:
+            again, reason = validate(leaf, intermediates, anchors, window)
+            if again is not None:
+                reason = None
+        if reason and not {"weak_key", "weak_signature"} & set(defects):
+            defects["invalid"] = f"{leaf_pc.label}: {reason}"
+
+    code = next((c for c in PRECEDENCE if c in defects), "ok")
+    trusted = anchored and not (set(defects) - {"hostname_mismatch"})
+    return ChainVerdict(
+        code=code,
+        trusted=trusted,
+        hostname_match=host_ok,
+        detail=defects.get(code),
+        defects=defects,
+        path=path,
+        anchored=anchored,
+        leaf_self_signed=self_signed(leaf),
+        validator_error=validator_error,
+    )
+
+
+def _diagnose(
+    leaf: x509.Certificate,
+    pool: Sequence[x509.Certificate],
+    anchors: Anchors,
+    path_cert: Any,
+) -> tuple[tuple[PathCert, ...], bool, tuple[str, str] | None, str | None]:
+    """Walk issuers from the leaf as OpenSSL's build_chain does (trusted first). Returns
+    the path, whether it reached an anchor, the issuer defect that stopped it, and a broken
+    signature link if one was crossed."""
+    path: list[PathCert] = [path_cert(leaf)]
+    seen = {der_of(leaf)}
+    link_error: str | None = None
+    while True:
+        cur = path[-1]
+        if anchors.contains(cur.cert):
+            return tuple(path), True, None, link_error
+        if self_signed(cur.cert):
+            if len(path) == 1:
+                return (
+                    tuple(path),
+                    False,
+                    ("self_signed", f"{cur.label} is self-signed and not trusted"),
+                    link_error,
+                )
+            return (
+                tuple(path),
+                False,
+                ("self_signed_in_chain", f"{cur.label} is a self-signed root that is not trusted"),
+                link_error,
+            )
+        if len(path) >= MAX_DEPTH:
+            return (
+                tuple(path),
+                False,
+                ("invalid", f"chain longer than {MAX_DEPTH} certificates"),
+                link_error,
+            )
+        trusted_cands = anchors.issuers_of(cur.cert)
+        sent_cands = [c for c in pool if c.issuer is not None and c.subject == cur.cert.issuer]
+        sent_cands = [c for c in sent_cands if der_of(c) not in seen]
+        chosen = next((c for c in trusted_cands if signed_by(cur.cert, c)), None)
+        if chosen is None:
+            chosen = next((c for c in sent_cands if signed_by(cur.cert, c)), None)
+        if chosen is None and (trusted_cands or sent_cands):
+            # a certificate with the issuer's name whose key does not verify the signature
+            chosen = (trusted_cands or sent_cands)[0]
+            link_error = (
+                link_error or f"{cur.label}: signature does not verify with its issuer's key"
+            )
+        if chosen is None:
+            return (
+                tuple(path),
+                False,
+                (
+                    "unable_to_get_issuer",
+                    f"the issuer '{name_text(cur.cert.issuer)}' of {cur.label} was neither sent nor trusted",
+                ),
+                link_error,
+            )
+        seen.add(der_of(chosen))
+        path.append(path_cert(chosen))
+
+
+def _common_validity(path: Sequence[PathCert]) -> datetime | None:
+    start = max(pc.cert.not_valid_before_utc for pc in path)
+    end = min(pc.cert.not_valid_after_utc for pc in path)
+    if start >= end:
+        return None
+    return start + min(timedelta(seconds=1), (end - start) / 2)
+
+
+def _when(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+__all__ = [
+    "CODES",
+    "OPENSSL_ERRORS",
+    "PRECEDENCE",
+    "ChainVerdict",
+    "PathCert",
+    "label",
+    "openssl_code",
+    "self_signed",
+    "signed_by",
+    "validate",
+    "verify_chain",
+]
