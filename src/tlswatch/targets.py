@@ -138,12 +138,8 @@ def _parse_bare(raw: str) -> Target:
     if not sep or not port_text.isdigit():
         raise TargetError(f"{raw}: give a URL (scheme://host:port) or host:port")
     port = int(port_text)
-    scheme = PORT_SCHEMES.get(port)
-    if scheme is None:
-        raise TargetError(
-            f"{raw}: port {port} does not identify a protocol; give the scheme, "
-            f"e.g. tls://{host}:{port}"
-        )
+    # A port that names no protocol is detected from what the server says (auto://).
+    scheme = PORT_SCHEMES.get(port, "auto")
     return parse_target(f"{scheme}://{host}:{port}")
 
 

@@ -4,7 +4,21 @@ It connects, pumps a sans-IO negotiator until it says "ready for TLS", then pump
 engine until the handshake completes, each phase under its own deadline (a deadline for the
 whole phase, not per read, so a server trickling one byte a second still times out), and
 every read bounded. Everything that goes wrong becomes a classified
-:class:`~tlswatch.errors.Failure` in the returned :class:`~tlswatch.model.Observation`.
+:class:`~tlswatch.errors.Failure` in the returned :class:`~tlswatch.model.Observation`:
+:func:`probe_endpoint` never raises (only cancellation propagates).
+
+Where each kind of trouble ends up:
+
+    connect      refused / unreachable      connect_refused
+                 no answer in time          connect_timeout
+    upgrade      negotiator verdict         its Failed event (upgrade_refused, ...)
+                 stall                      upgrade_timeout
+                 more than MAX_UPGRADE_BYTES protocol_error
+                 negotiator raised (a bug)  protocol_error naming the exception
+    handshake    engine verdict             tls_alert / tls_error / protocol_error / closed
+                 stall                      handshake_timeout
+                 engine/framer raised       tls_error naming the exception
+    any phase    reset, EOF, send failed    closed
 """
 
 from __future__ import annotations
@@ -17,18 +31,27 @@ import time
 from collections.abc import Callable
 
 from tlswatch.errors import Failure, FailureClass, excerpt
-from tlswatch.model import Observation, TLSInfo, Timings
+from tlswatch.model import Observation, Timings, TLSInfo
 from tlswatch.net.resolve import Address
-from tlswatch.protocols.base import Failed, Negotiator, Ready, Send
+from tlswatch.protocols.base import Event, Failed, Negotiator, Ready, Send
 from tlswatch.tls.engine import TLSEngine
 from tlswatch.tls.framing import PASS_THROUGH, RecordFramer
 
+#: bytes asked for per read: each read is bounded, whatever the server sends
 READ_SIZE = 65536
+#: backstop on the plaintext of one upgrade dialogue, whatever the negotiator's own cap
+#: (STYLE.md rule 3): real greetings and capability lists are a few KiB at most
+MAX_UPGRADE_BYTES = 1 << 20
 
 
 class _PhaseFailed(Exception):
     def __init__(self, failure: Failure) -> None:
         self.failure = failure
+
+
+def _closed(during: str, exc: BaseException | None = None) -> Failure:
+    why = f" ({_oserror_text(exc)})" if isinstance(exc, OSError) else ""
+    return Failure(FailureClass.CLOSED, f"server closed the connection {during}{why}")
 
 
 class _Conn:
@@ -39,32 +62,37 @@ class _Conn:
         self.writer = writer
         self.received = 0
         self.last = b""
+        self.during = "during the upgrade"
 
     async def read(self) -> bytes:
+        """At most READ_SIZE bytes; b"" when the server closed or reset the connection."""
         try:
             data = await self.reader.read(READ_SIZE)
-        except (ConnectionResetError, BrokenPipeError):
+        except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
+            # A reset is the server going away: the consumer sees end of stream and
+            # classifies it as `closed` in its own words.
             return b""
         except OSError as exc:
-            raise _PhaseFailed(
-                Failure(FailureClass.CLOSED, f"connection failed: {_oserror_text(exc)}")
-            ) from None
+            raise _PhaseFailed(_closed(self.during, exc)) from None
         self.received += len(data)
         if data:
             self.last = (self.last + data)[-200:]
         return data
 
     def write(self, data: bytes) -> None:
-        if data:
+        if not data:
+            return
+        try:
             self.writer.write(data)
+        except (OSError, RuntimeError) as exc:
+            # RuntimeError: the transport was closed under us (e.g. after a reset).
+            raise _PhaseFailed(_closed(self.during, exc)) from None
 
     async def drain(self) -> None:
         try:
             await self.writer.drain()
-        except (ConnectionResetError, BrokenPipeError):
-            raise _PhaseFailed(
-                Failure(FailureClass.CLOSED, "server closed the connection while we were sending")
-            ) from None
+        except (OSError, RuntimeError) as exc:
+            raise _PhaseFailed(_closed(f"{self.during}, while we were sending", exc)) from None
 
     def close(self) -> None:
         try:
@@ -79,6 +107,11 @@ def _oserror_text(exc: OSError) -> str:
     return f"{text} ({name})" if name else text
 
 
+def _bug(what: str, exc: BaseException) -> str:
+    detail = str(exc)
+    return f"{what}: {type(exc).__name__}" + (f": {detail}" if detail else "")
+
+
 def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 3)
 
@@ -91,11 +124,15 @@ async def probe_endpoint(
     server_hostname: str | None,
     context: ssl.SSLContext,
     negotiator: Negotiator | None = None,
-    framer_factory: Callable[[], RecordFramer] | None = None,
+    framer_factory: Callable[[Negotiator | None], RecordFramer] | None = None,
     protocol_name: str = "",
     dns_ms: float | None = None,
+    transport: str = "tcp",
 ) -> Observation:
-    """Connect to one endpoint, upgrade if needed, handshake, and report what was seen."""
+    """Connect to one endpoint, upgrade if needed, handshake, and report what was seen.
+
+    Never raises: every failure is classified into the Observation's ``error``.
+    """
     timings: dict[str, float | None] = {"dns": dns_ms}
     info: dict[str, str] = {}
 
@@ -114,6 +151,20 @@ async def probe_endpoint(
             upgrade=info,
         )
 
+    if transport == "udp":
+        return await _probe_datagram(
+            address,
+            port,
+            result,
+            timings,
+            info,
+            timeout=timeout,
+            server_hostname=server_hostname,
+            context=context,
+            negotiator=negotiator,
+            framer_factory=framer_factory,
+            protocol_name=protocol_name,
+        )
     # Phase 1: connect.
     start = time.perf_counter()
     try:
@@ -122,21 +173,28 @@ async def probe_endpoint(
                 address.ip, port, family=address.family, limit=READ_SIZE
             )
     except TimeoutError:
+        # Also the kernel's own ETIMEDOUT (TimeoutError is that OSError subclass).
         return result(
             Failure(
                 FailureClass.CONNECT_TIMEOUT,
                 f"no answer to the TCP connection within {timeout:g}s "
-                "(a firewall dropping packets, or the host is down)",
+                "(a firewall dropping packets, the host down, or its listen queue full)",
             )
         )
     except ConnectionRefusedError:
         return result(
-            Failure(FailureClass.CONNECT_REFUSED, f"connection refused on port {port}: nothing listens there")
+            Failure(
+                FailureClass.CONNECT_REFUSED,
+                f"connection refused on port {port}: nothing listens there",
+            )
         )
     except OSError as exc:
+        # EHOSTUNREACH, ENETUNREACH, EADDRNOTAVAIL (e.g. IPv6 disabled): no connection.
         return result(
             Failure(FailureClass.CONNECT_REFUSED, f"cannot connect: {_oserror_text(exc)}")
         )
+    except Exception as exc:  # a probe never raises
+        return result(Failure(FailureClass.CONNECT_REFUSED, _bug("cannot connect", exc)))
     timings["connect"] = _ms(start)
     sock = writer.get_extra_info("socket")
     if sock is not None:
@@ -146,83 +204,293 @@ async def probe_endpoint(
             pass
     conn = _Conn(reader, writer)
     try:
-        # Phase 2: the plaintext upgrade dialogue.
-        if negotiator is not None:
-            start = time.perf_counter()
-            try:
-                async with asyncio.timeout(timeout):
-                    info.update(await _negotiate(conn, negotiator))
-            except TimeoutError:
-                said = (
-                    f"; last received: {excerpt(conn.last)!r}"
-                    if conn.received
-                    else "; it sent nothing"
-                )
-                return result(
-                    Failure(
-                        FailureClass.UPGRADE_TIMEOUT,
-                        f"server stalled during the {protocol_name or 'upgrade'} dialogue: "
-                        f"no go-ahead for TLS within {timeout:g}s after {conn.received} bytes{said}",
-                    )
-                )
-            timings["upgrade"] = _ms(start)
-        # Phase 3: the TLS handshake.
-        start = time.perf_counter()
-        framer = framer_factory() if framer_factory else PASS_THROUGH
-        engine = TLSEngine(context, server_hostname, framer)
-        received_before = conn.received
-        try:
-            async with asyncio.timeout(timeout):
-                await _handshake(conn, engine)
-        except TimeoutError:
-            got = conn.received - received_before
-            return result(
-                Failure(
-                    FailureClass.HANDSHAKE_TIMEOUT,
-                    f"TLS handshake did not complete within {timeout:g}s "
-                    f"({got} bytes received from the server)",
-                )
-            )
-        timings["handshake"] = _ms(start)
-        if engine.failure is not None:
-            return result(engine.failure)
-        facts = engine.facts
-        assert facts is not None
-        conn.write(engine.close_notify())
-        return result(
-            None, facts.chain, TLSInfo(facts.version, facts.cipher, facts.alpn)
+        return await _upgrade_and_handshake(
+            conn,
+            result,
+            timings,
+            info,
+            timeout=timeout,
+            server_hostname=server_hostname,
+            context=context,
+            negotiator=negotiator,
+            framer_factory=framer_factory,
+            protocol_name=protocol_name,
         )
-    except _PhaseFailed as exc:
-        return result(exc.failure)
     finally:
         conn.close()
 
 
-async def _negotiate(conn: _Conn, negotiator: Negotiator) -> dict[str, str]:
-    events = negotiator.initiate()
+async def _upgrade_and_handshake(
+    conn: _Conn,
+    result: Callable[..., Observation],
+    timings: dict[str, float | None],
+    info: dict[str, str],
+    *,
+    timeout: float,
+    server_hostname: str | None,
+    context: ssl.SSLContext,
+    negotiator: Negotiator | None,
+    framer_factory: Callable[[Negotiator | None], RecordFramer] | None,
+    protocol_name: str,
+) -> Observation:
+    # Phase 2: the plaintext upgrade dialogue.
+    if negotiator is not None:
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                info.update(await _negotiate(conn, negotiator, protocol_name))
+        except TimeoutError:
+            said = (
+                f"; last received: {excerpt(conn.last)!r}" if conn.received else "; it sent nothing"
+            )
+            return result(
+                Failure(
+                    FailureClass.UPGRADE_TIMEOUT,
+                    f"server stalled during the {protocol_name or 'upgrade'} dialogue: "
+                    f"no go-ahead for TLS within {timeout:g}s after {conn.received} bytes{said}",
+                )
+            )
+        except _PhaseFailed as exc:
+            return result(exc.failure)
+        except Exception as exc:  # a probe never raises
+            return result(
+                Failure(FailureClass.PROTOCOL_ERROR, _bug("internal error in the upgrade", exc))
+            )
+        timings["upgrade"] = _ms(start)
+    # Phase 3: the TLS handshake.
+    conn.during = "during the TLS handshake"
+    start = time.perf_counter()
+    received_before = conn.received
+    try:
+        # A framer may need what the dialogue learned (OpenVPN session ids, tls-auth key).
+        framer = framer_factory(negotiator) if framer_factory else PASS_THROUGH
+        engine = TLSEngine(context, server_hostname, framer)
+        async with asyncio.timeout(timeout):
+            await _handshake(conn, engine)
+    except TimeoutError:
+        got = conn.received - received_before
+        return result(
+            Failure(
+                FailureClass.HANDSHAKE_TIMEOUT,
+                f"TLS handshake did not complete within {timeout:g}s "
+                f"({got} bytes received from the server)",
+            )
+        )
+    except _PhaseFailed as exc:
+        return result(exc.failure)
+    except Exception as exc:  # a framer or engine bug must not escape
+        return result(
+            Failure(FailureClass.TLS_ERROR, _bug("internal error in the TLS engine", exc))
+        )
+    timings["handshake"] = _ms(start)
+    if engine.failure is not None:
+        return result(engine.failure)
+    facts = engine.facts
+    if facts is None:  # pragma: no cover - done implies one of the two
+        return result(Failure(FailureClass.TLS_ERROR, "TLS handshake ended without a result"))
+    try:
+        conn.write(engine.close_notify())  # courtesy only: failures here change nothing
+    except (_PhaseFailed, ssl.SSLError, ValueError):
+        pass
+    return result(None, facts.chain, TLSInfo(facts.version, facts.cipher, facts.alpn))
+
+
+def _negotiator_step(
+    negotiator: Negotiator, data: bytes | None, protocol: str, now: float | None = None
+) -> list[Event]:
+    """One call into the negotiator; an exception there is a negotiator bug, reported as
+    protocol_error (the server's bytes were not understood) with the evidence."""
+    try:
+        if now is not None:
+            return list(negotiator.handle_timer(now))
+        if data is None:
+            return list(negotiator.initiate())
+        return list(negotiator.receive_data(data))
+    except Exception as exc:  # a probe never raises
+        name = protocol or type(negotiator).__name__
+        raise _PhaseFailed(
+            Failure(
+                FailureClass.PROTOCOL_ERROR,
+                _bug(f"the {name} negotiator could not handle the server's reply", exc),
+                excerpt(data) if data else None,
+            )
+        ) from None
+
+
+async def _negotiate(conn: _Conn, negotiator: Negotiator, protocol: str) -> dict[str, str]:
+    events = _negotiator_step(negotiator, None, protocol)
     while True:
         for event in events:
             if isinstance(event, Send):
                 conn.write(event.data)
             elif isinstance(event, Ready):
                 await conn.drain()
-                return dict(event.info)
+                return {str(k): str(v) for k, v in event.info.items()}
             elif isinstance(event, Failed):
                 raise _PhaseFailed(event.failure)
         await conn.drain()
-        data = await conn.read()
-        events = negotiator.receive_data(data)
+        data = await _read_or_timer(conn, negotiator.next_timer())
+        if data is None:
+            events = _negotiator_step(negotiator, None, protocol, now=time.monotonic())
+            continue
+        if conn.received > MAX_UPGRADE_BYTES:
+            raise _PhaseFailed(
+                Failure(
+                    FailureClass.PROTOCOL_ERROR,
+                    f"server sent more than {MAX_UPGRADE_BYTES} bytes of plaintext "
+                    "without a go-ahead for TLS",
+                    excerpt(conn.last),
+                )
+            )
+        events = _negotiator_step(negotiator, data, protocol)
         if not data and not events:
             # A negotiator must decide on end of stream; be safe if one does not.
-            raise _PhaseFailed(
-                Failure(FailureClass.CLOSED, "server closed the connection during the upgrade")
-            )
+            raise _PhaseFailed(_closed("during the upgrade"))
 
 
 async def _handshake(conn: _Conn, engine: TLSEngine) -> None:
     conn.write(engine.initiate())
     while not engine.done:
         await conn.drain()
-        data = await conn.read()
+        data = await _read_or_timer(conn, engine.next_timer())
+        if data is None:
+            conn.write(engine.handle_timer(time.monotonic()))
+            continue
         conn.write(engine.receive_data(data))
-    await conn.drain()
+    try:
+        await conn.drain()
+    except _PhaseFailed:
+        # The handshake is decided; a server closing right after it changes nothing.
+        pass
+
+
+async def _read_or_timer(conn: _Conn, due: float | None) -> bytes | None:
+    """Read, or None once ``due`` (time.monotonic()) arrives first: the timer of a
+    negotiator or framer that acts on silence (retransmission)."""
+    if due is None:
+        return await conn.read()
+    delay = due - time.monotonic()
+    if delay <= 0:
+        return None
+    try:
+        async with asyncio.timeout(delay):
+            return await conn.read()
+    except TimeoutError:
+        return None
+
+
+#: datagrams queued at most between two reads; more are dropped, as a kernel buffer would
+MAX_QUEUED_DATAGRAMS = 64
+_RECORD_HEADER = 2
+
+
+class _DatagramProtocol(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes | OSError] = asyncio.Queue(MAX_QUEUED_DATAGRAMS)
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        if data and not self.queue.full():
+            self.queue.put_nowait(data)
+
+    def error_received(self, exc: Exception) -> None:
+        if isinstance(exc, OSError) and not self.queue.full():
+            self.queue.put_nowait(exc)
+
+
+class _DatagramConn(_Conn):
+    """A UDP "connection" (a socket with a fixed peer) behind the stream interface.
+
+    Datagram boundaries matter to the protocols on top (OpenVPN over UDP), so both ways
+    each datagram travels as one record prefixed by its 16-bit big-endian length -- the
+    framing RFC 4571 uses to carry datagrams over a stream, and the one OpenVPN over TCP
+    uses: a negotiator or framer sees the same format on both transports.
+    """
+
+    def __init__(self, transport: asyncio.DatagramTransport, proto: _DatagramProtocol) -> None:
+        self.transport = transport
+        self.proto = proto
+        self.received = 0
+        self.last = b""
+        self.during = "during the upgrade"
+        self._out = bytearray()
+        self.port = 0
+
+    async def read(self) -> bytes:
+        item = await self.proto.queue.get()
+        if isinstance(item, OSError):
+            if isinstance(item, ConnectionRefusedError):
+                raise _PhaseFailed(
+                    Failure(
+                        FailureClass.CONNECT_REFUSED,
+                        f"nothing listens on UDP port {self.port} (ICMP port unreachable)",
+                    )
+                )
+            raise _PhaseFailed(_closed(self.during, item))
+        self.received += len(item)
+        self.last = (self.last + item)[-200:]
+        return len(item).to_bytes(_RECORD_HEADER, "big") + item
+
+    def write(self, data: bytes) -> None:
+        self._out += data
+        while len(self._out) >= _RECORD_HEADER:
+            size = int.from_bytes(self._out[:_RECORD_HEADER], "big")
+            if len(self._out) < _RECORD_HEADER + size:
+                break
+            datagram = bytes(self._out[_RECORD_HEADER : _RECORD_HEADER + size])
+            del self._out[: _RECORD_HEADER + size]
+            try:
+                self.transport.sendto(datagram)
+            except OSError as exc:
+                raise _PhaseFailed(_closed(self.during, exc)) from None
+
+    async def drain(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+async def _probe_datagram(
+    address: Address,
+    port: int,
+    result: Callable[..., Observation],
+    timings: dict[str, float | None],
+    info: dict[str, str],
+    *,
+    timeout: float,
+    server_hostname: str | None,
+    context: ssl.SSLContext,
+    negotiator: Negotiator | None,
+    framer_factory: Callable[[Negotiator | None], RecordFramer] | None,
+    protocol_name: str,
+) -> Observation:
+    """The UDP transport: no connection to set up ("connect" binds a socket with a fixed
+    peer; an ICMP port-unreachable shows on a later read), then the same phases as TCP."""
+    start = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    try:
+        transport, proto = await loop.create_datagram_endpoint(
+            _DatagramProtocol, remote_addr=(address.ip, port), family=address.family
+        )
+    except OSError as exc:
+        return result(
+            Failure(FailureClass.CONNECT_REFUSED, f"cannot connect: {_oserror_text(exc)}")
+        )
+    timings["connect"] = _ms(start)
+    conn = _DatagramConn(transport, proto)
+    conn.port = port
+    try:
+        return await _upgrade_and_handshake(
+            conn,
+            result,
+            timings,
+            info,
+            timeout=timeout,
+            server_hostname=server_hostname,
+            context=context,
+            negotiator=negotiator,
+            framer_factory=framer_factory,
+            protocol_name=protocol_name,
+        )
+    finally:
+        conn.close()

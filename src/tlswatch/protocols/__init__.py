@@ -39,6 +39,8 @@ class ProtocolSpec:
     #: a (option, value) pair that selects another spec, e.g. postgres direct=1
     variants: Mapping[tuple[str, str], ProtocolSpec] = field(default_factory=dict)
     reference: str = ""
+    #: "udp" for datagram protocols (openvpn+udp); the driver's datagram transport
+    transport: Literal["tcp", "udp"] = "tcp"
 
     def select(self, options: Mapping[str, str]) -> ProtocolSpec:
         for (key, value), spec in self.variants.items():
@@ -47,10 +49,10 @@ class ProtocolSpec:
         return self
 
     def negotiator_factory(self) -> Callable[[NegotiatorContext], Negotiator] | None:
-        return _load(self.negotiator) if self.negotiator else None
+        return _load(self.negotiator) if self.negotiator else None  # type: ignore[return-value]
 
     def framer_factory(self) -> Callable[..., RecordFramer] | None:
-        return _load(self.framer) if self.framer else None
+        return _load(self.framer) if self.framer else None  # type: ignore[return-value]
 
 
 @cache
@@ -69,6 +71,14 @@ def _implicit(name: str, port: int | None, alpn: tuple[str, ...] = (), ref: str 
 _P = "tlswatch.protocols."
 _SMTP_OPTS = {"ehlo": "name sent in EHLO/LHLO (default: the local host name)"}
 _POSTGRES_DIRECT = _implicit("postgres", 5432, ("postgresql",), "PostgreSQL 17 direct SSL")
+_MSSQL_STRICT = _implicit("mssql", 1433, ("tds/8.0",), "MS-TDS 8.0 (strict)")
+_NATS_FIRST = _implicit("nats", 4222, ref="NATS handshake_first (nats-server 2.10+)")
+_OPENVPN_OPTS = {
+    "key": "tls-auth static key file (OpenVPN Static key V1): HMAC on every control packet",
+    "key_direction": "0 | 1: the client's key-direction for key= (default: bidirectional)",
+    "auth": "tls-auth HMAC digest (default SHA1, OpenVPN's default `auth`)",
+}
+_F = "tlswatch.tls."
 
 # fmt: off
 REGISTRY: dict[str, ProtocolSpec] = {
@@ -105,6 +115,13 @@ REGISTRY: dict[str, ProtocolSpec] = {
     "kafka":       _implicit("kafka", 9093),
     "sips":        _implicit("sips", 5061),
     "dot":         _implicit("dot", 853, ref="RFC 7858"),
+    "mssql":       ProtocolSpec("mssql", 1433, "wrapped", _P + "mssql:MSSQLNegotiator", framer=_F + "tds:TDSFramer", options={"strict": "1: TDS 8.0, TLS first with ALPN tds/8.0"}, variants={("strict", "1"): _MSSQL_STRICT}, reference="MS-TDS §2.2.6.5, §3.3.5.1"),
+    "rdp":         ProtocolSpec("rdp", 3389, "starttls", _P + "rdp:RDPNegotiator", reference="MS-RDPBCGR §1.3.1.1"),
+    "vnc":         ProtocolSpec("vnc", 5900, "starttls", _P + "vnc:VNCNegotiator", reference="RFC 6143 §7.1, VeNCrypt 0.2"),
+    "openvpn":     ProtocolSpec("openvpn", 1194, "wrapped", _P + "openvpn:OpenVPNNegotiator", framer=_F + "openvpn:OpenVPNFramer", options=_OPENVPN_OPTS, reference="OpenVPN protocol (ssl_pkt.h, reliable.h)"),
+    "openvpn+udp": ProtocolSpec("openvpn+udp", 1194, "wrapped", _P + "openvpn:OpenVPNUDPNegotiator", framer=_F + "openvpn:OpenVPNFramer", options=_OPENVPN_OPTS, reference="OpenVPN protocol (ssl_pkt.h, reliable.h)", transport="udp"),
+    "auto":        ProtocolSpec("auto", None, "implicit", _P + "auto:AutoNegotiator", framer=_P + "auto:framer_for", reference="detected from the port, the greeting, or a ClientHello"),
+    "nats":        ProtocolSpec("nats", 4222, "starttls", _P + "nats:NATSNegotiator", options={"handshake_first": "1: TLS first, INFO inside TLS (nats-server 2.10+)"}, variants={("handshake_first", "1"): _NATS_FIRST}, reference="NATS client protocol"),
 }
 # fmt: on
 REGISTRY["postgresql"] = REGISTRY["postgres"]

@@ -102,6 +102,15 @@ class Negotiator(abc.ABC):
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed bytes from the server; ``b""`` means end of stream."""
 
+    # Timers, for dialogues that act on silence (OpenVPN retransmits its reset over UDP;
+    # auto-detection sends a ClientHello when the server does not speak first). The driver
+    # calls handle_timer(now) once time.monotonic() reaches next_timer(); None: no timer.
+    def next_timer(self) -> float | None:
+        return None
+
+    def handle_timer(self, now: float) -> list[Event]:
+        return []
+
     # Helpers shared by every negotiator: they only build events.
     def fail(
         self, code: FailureClass, message: str, evidence: bytes | None = None

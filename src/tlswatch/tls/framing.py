@@ -10,6 +10,18 @@ A framer is sans-IO:
     unwrap(data)     -> TLS bytes extracted from transport bytes (may be b"" while a packet is
                         incomplete); framing errors raise :class:`FramingError`
     pending_output() -> transport bytes the framer itself wants sent (ACKs, retransmits)
+    handshake_complete()
+                     -> the engine's handshake finished (after its last flight was wrapped):
+                        TDS stops wrapping here (MS-TDS §3.3.5.1)
+    next_timer()     -> the monotonic time at which handle_timer() wants to be called, or
+                        None (reliability layers that retransmit: OpenVPN over UDP)
+    handle_timer(now)-> do what is due (queue retransmits for pending_output()); raise
+                        FramingError when giving up
+
+A framer that needs what the plaintext dialogue learned (OpenVPN's session ids and its
+tls-auth key) is built from the negotiator: the registry's ``framer`` names a factory that
+the driver calls as ``factory(negotiator)`` (None for implicit TLS). docs/architecture-
+framers.md shows the whole flow.
 """
 
 from __future__ import annotations
@@ -18,11 +30,17 @@ from typing import Protocol
 
 
 class FramingError(Exception):
-    """The transport bytes do not follow the wrapping protocol; message says how."""
+    """The transport bytes do not follow the wrapping protocol; message says how.
 
-    def __init__(self, message: str, evidence: bytes = b"") -> None:
+    ``code`` is the failure class to report (a :class:`~tlswatch.errors.FailureClass`
+    value); protocol_error unless the framer knows better (e.g. the server stopped
+    acknowledging: upgrade_refused).
+    """
+
+    def __init__(self, message: str, evidence: bytes = b"", code: str = "protocol_error") -> None:
         super().__init__(message)
         self.evidence = evidence
+        self.code = code
 
 
 class RecordFramer(Protocol):
@@ -31,6 +49,12 @@ class RecordFramer(Protocol):
     def unwrap(self, data: bytes) -> bytes: ...
 
     def pending_output(self) -> bytes: ...
+
+    def handshake_complete(self) -> None: ...
+
+    def next_timer(self) -> float | None: ...
+
+    def handle_timer(self, now: float) -> None: ...
 
 
 class PassThroughFramer:
@@ -46,6 +70,15 @@ class PassThroughFramer:
 
     def pending_output(self) -> bytes:
         return b""
+
+    def handshake_complete(self) -> None:
+        return None
+
+    def next_timer(self) -> float | None:
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        return None
 
 
 PASS_THROUGH = PassThroughFramer()
