@@ -47,6 +47,30 @@ class LineBuffer:
             raise LineTooLong(bytes(self._buf[:200]))
         return lines
 
+    def push(self, data: bytes) -> None:
+        """Add bytes without splitting them; take lines out one by one with next_line().
+
+        For dialogues that must stop at one line and keep what follows it raw (after a
+        go-ahead those bytes are the STARTTLS-injection evidence)."""
+        self._buf += data
+
+    def next_line(self) -> bytes | None:
+        """One complete line (without its line break), or None until a line break arrives.
+
+        The bytes after the line stay buffered. Raises LineTooLong when the line, or the
+        unterminated tail, exceeds ``max_line``."""
+        nl = self._buf.find(b"\n", 0, self.max_line + 2)
+        if nl < 0:
+            if len(self._buf) > self.max_line:
+                raise LineTooLong(bytes(self._buf[:200]))
+            return None
+        end = nl - 1 if nl > 0 and self._buf[nl - 1] == 0x0D else nl
+        line = bytes(self._buf[:end])
+        if len(line) > self.max_line:
+            raise LineTooLong(line[:200])
+        del self._buf[: nl + 1]
+        return line
+
     @property
     def pending(self) -> bytes:
         """Bytes received after the last complete line."""
