@@ -41,6 +41,22 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+def free_dual_stack_port() -> int:
+    """A TCP port free on both 127.0.0.1 and ::1 right now (for one port number served on
+    both families, as a dual-stack service is)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s4:
+            s4.bind(("127.0.0.1", 0))
+            port = int(s4.getsockname()[1])
+            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s6:
+                try:
+                    s6.bind(("::1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no port free on both 127.0.0.1 and ::1")
+
+
 def require_binary(path: str) -> str:
     """The path of a server binary; fails (never skips) when it is not installed."""
     found = shutil.which(path) or (path if os.path.isfile(path) and os.access(path, os.X_OK) else None)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -26,6 +27,9 @@ from tlswatch.targets import Target, parse_target
 class CheckFormat(StrEnum):
     table = "table"
     json = "json"
+    nagios = "nagios"
+    prometheus = "prometheus"
+    csv = "csv"
 
 
 class ScanFormat(StrEnum):
@@ -82,16 +86,34 @@ def check(
     crit: Crit = None,
     ca: Ca = None,
     dns_server: DnsServer = None,
+    trust: Annotated[
+        str | None, typer.Option(help="trust store: system, mozilla or none (overrides trust=)")
+    ] = None,
+    revocation: Annotated[
+        bool, typer.Option("--revocation", help="check the leaf's OCSP status (revocation=ocsp)")
+    ] = False,
+    no_fetch: Annotated[
+        bool, typer.Option("--no-fetch", help="never download missing issuers (AIA) or OCSP")
+    ] = False,
 ) -> None:
     """Probe targets now; exit with the worst status (0 ok, 1 warning, 2 critical, 3 unknown)."""
     overrides = _overrides(sni, timeout, warn, crit, ca)
+    if trust is not None:
+        overrides["trust"] = trust
+    if revocation:
+        overrides["revocation"] = "ocsp"
     try:
         parsed = [_target(t, overrides) for t in targets]
     except TargetError as exc:
         typer.echo(f"tlswatch: {exc}", err=True)
         raise typer.Exit(3) from None
     checked_at = datetime.now(UTC)
-    results = asyncio.run(check_targets(parsed, _settings(dns_server)))
+    settings = _settings(dns_server)
+    if no_fetch:
+        from tlswatch.net.evidence import EvidenceOptions
+
+        settings.evidence = EvidenceOptions(fetch_issuers=False)
+    results = asyncio.run(check_targets(parsed, settings))
     emit(results, fmt.value, checked_at, verbose)
     raise typer.Exit(Status.worst([r.status for r in results]).exit_code)
 
@@ -99,17 +121,55 @@ def check(
 def emit(results: list[TargetResult], fmt: str, checked_at: datetime, verbose: bool = False) -> None:
     if fmt == "json":
         sys.stdout.write(dumps_document(results, checked_at) + "\n")
+    elif fmt in ("nagios", "prometheus", "csv"):
+        from tlswatch.render.csv import render_csv
+        from tlswatch.render.nagios import render_nagios
+        from tlswatch.render.prometheus import render_prometheus
+
+        render = {"nagios": render_nagios, "prometheus": render_prometheus, "csv": render_csv}
+        sys.stdout.write(render[fmt](results))
     else:
         render_table(results, Console(highlight=False), verbose)
 
 
-def _lines(source: str) -> Iterator[str]:
-    stream = sys.stdin if source == "-" else Path(source).open(encoding="utf-8")  # noqa: SIM115
+#: a comment: a whole line starting with ``#``, or `` #...`` after a URL
+_COMMENT = re.compile(r"(^|\s)#.*$")
+
+
+def _target_text(line: str) -> str:
+    """The target on one line of a scan file, without comment and blanks ("" if none)."""
+    return _COMMENT.sub("", line).strip()
+
+
+def _lines(source: str) -> Iterator[tuple[int, str]]:
+    """(line number, target text) for every line of ``source`` ('-': stdin) that holds a
+    target, read lazily. Undecodable bytes become U+FFFD, so such a line is reported as a
+    bad target with its number rather than ending the scan."""
+    stream = (
+        sys.stdin
+        if source == "-"
+        else Path(source).open(encoding="utf-8", errors="replace")  # noqa: SIM115
+    )
     with stream:
-        for line in stream:
-            text = line.split("#", 1)[0].strip() if line.lstrip().startswith("#") else line.strip()
+        for n, line in enumerate(stream, 1):
+            text = _target_text(line)
             if text:
-                yield text
+                yield n, text
+
+
+async def _stdin_lines() -> AsyncIterator[tuple[int, str]]:
+    """Like ``_lines("-")``, but each line is read in a thread: a slow producer on the
+    other end of a pipe never stalls the probes in flight (their deadlines keep time)."""
+    loop = asyncio.get_running_loop()
+    n = 0
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            return
+        n += 1
+        text = _target_text(line)
+        if text:
+            yield n, text
 
 
 @app.command("scan")
@@ -125,25 +185,56 @@ def scan_cmd(
     crit: Crit = None,
     ca: Ca = None,
     dns_server: DnsServer = None,
+    workers: Annotated[
+        int, typer.Option(min=0, max=256, help="processes probing in parallel (0: one per CPU)")
+    ] = 0,
 ) -> None:
     """Probe many targets with bounded concurrency; stream results (--format jsonl)."""
     overrides = _overrides(sni, timeout, warn, crit, ca)
-    if file != "-" and not Path(file).is_file():
-        typer.echo(f"tlswatch: {file}: no such file", err=True)
-        raise typer.Exit(3)
-    bad: list[str] = []
+    if file != "-":
+        try:
+            Path(file).open("rb").close()
+        except OSError as exc:
+            typer.echo(f"tlswatch: {file}: cannot read: {exc.strerror or exc}", err=True)
+            raise typer.Exit(3) from None
+    from tlswatch.scanpool import default_workers
 
-    def targets() -> Iterator[Target]:
-        for n, line in enumerate(_lines(file), 1):
-            try:
-                yield _target(line, overrides)
-            except TargetError as exc:
-                bad.append(f"{file}:{n}: {exc}")
-                typer.echo(f"tlswatch: {file}:{n}: {exc}", err=True)
+    if (workers or default_workers()) > 1:
+        from tlswatch.cli.pooled import run_pooled
 
+        pooled_worst, pooled_bad = run_pooled(
+            file, overrides, fmt.value, concurrency, workers or default_workers(),
+            progress, verbose, datetime.now(UTC), _settings(dns_server),
+        )  # fmt: skip
+        if pooled_bad:
+            pooled_worst = Status.worst([pooled_worst, Status.UNKNOWN])
+        raise typer.Exit(pooled_worst.exit_code)
+    bad = 0  # a count, not a list: memory stays flat however many lines are bad
+    where = "<stdin>" if file == "-" else file
+
+    def parse(n: int, line: str) -> Target | None:
+        nonlocal bad
+        try:
+            return _target(line, overrides)
+        except TargetError as exc:
+            bad += 1
+            typer.echo(f"tlswatch: {where}:{n}: {exc}", err=True)
+            return None
+
+    def from_file() -> Iterator[Target]:
+        for n, line in _lines(file):
+            if (target := parse(n, line)) is not None:
+                yield target
+
+    async def from_stdin() -> AsyncIterator[Target]:
+        async for n, line in _stdin_lines():
+            if (target := parse(n, line)) is not None:
+                yield target
+
+    source = from_stdin() if file == "-" else from_file()
     checked_at = datetime.now(UTC)
     worst = asyncio.run(
-        _run_scan(targets(), fmt.value, concurrency, progress, verbose, checked_at, _settings(dns_server))
+        _run_scan(source, fmt.value, concurrency, progress, verbose, checked_at, _settings(dns_server))
     )
     if bad:
         worst = Status.worst([worst, Status.UNKNOWN])
@@ -151,7 +242,7 @@ def scan_cmd(
 
 
 async def _run_scan(
-    targets: Iterator[Target],
+    targets: Iterator[Target] | AsyncIterator[Target],
     fmt: str,
     concurrency: int,
     progress: bool | None,
@@ -161,17 +252,20 @@ async def _run_scan(
 ) -> Status:
     console = Console(stderr=True)
     show = console.is_terminal if progress is None else progress
-    collected: list[TargetResult] = []
-    worst: list[Status] = []
-    from rich.progress import Progress, SpinnerColumn, TextColumn  # noqa: PLC0415
+    collected: list[TargetResult] = []  # only for table/json: jsonl keeps nothing
+    worst = Status.OK
+    from rich.progress import Progress, SpinnerColumn, TextColumn
 
     with Progress(
         SpinnerColumn(), TextColumn("{task.completed} done  {task.description}"),
         console=console, disable=not show, transient=True,
+        # The bar lives on stderr. Rich would route stdout through it while it is shown:
+        # only acceptable when stdout is that terminal too, never for `> results.jsonl`.
+        redirect_stdout=sys.stdout.isatty(),
     ) as bar:
         task = bar.add_task("", total=None)
         async for result in scan(targets, concurrency, settings):
-            worst = [Status.worst([*worst, result.status])]
+            worst = Status.worst([worst, result.status])
             if fmt == "jsonl":
                 sys.stdout.write(dumps_line(result) + "\n")
                 sys.stdout.flush()
@@ -180,4 +274,4 @@ async def _run_scan(
             bar.update(task, advance=1, description=result.target)
     if fmt != "jsonl":
         emit(collected, fmt, checked_at, verbose)
-    return worst[0] if worst else Status.OK
+    return worst

@@ -36,14 +36,32 @@ class Resolver:
         self._cache: dict[str, tuple[float, list[Address]]] = {}
         self._inflight: dict[str, asyncio.Future[list[Address]]] = {}
 
-    async def resolve(self, host: str, family: str = "all") -> list[Address] | Failure:
-        """Addresses of ``host`` filtered by family ("4", "6", "all"), or a dns Failure."""
+    async def resolve(
+        self, host: str, family: str = "all", timeout: float | None = None
+    ) -> list[Address] | Failure:
+        """Addresses of ``host`` filtered by family ("4", "6", "all"), or a dns Failure.
+        ``timeout`` (the target's phase timeout) bounds this call on top of the resolver's
+        own. Never raises (cancellation aside)."""
         literal = _literal(host)
         if literal is not None:
             addrs = [literal]
+        elif _is_invalid_tld(host):
+            # RFC 6761 §6.4: resolution APIs SHOULD answer names under .invalid negatively
+            # at once, without asking any server (no query leaves the machine).
+            return Failure(
+                FailureClass.DNS, f"cannot resolve {host}: .invalid names never resolve (RFC 6761)"
+            )
         else:
+            lookup = asyncio.ensure_future(self._lookup(host))
+            lookup.add_done_callback(_retrieve)
             try:
-                addrs = await self._lookup(host)
+                async with asyncio.timeout(timeout):
+                    # shield: a caller giving up must not cancel a lookup others share
+                    addrs = await asyncio.shield(lookup)
+            except TimeoutError:
+                return Failure(
+                    FailureClass.DNS, f"cannot resolve {host}: no answer within {timeout:g}s"
+                )
             except _LookupFailed as exc:
                 return Failure(FailureClass.DNS, f"cannot resolve {host}: {exc}")
         wanted = {
@@ -72,14 +90,21 @@ class Resolver:
                     addrs = await self._dns(host)
                 else:
                     addrs = await self._system(host)
-        except TimeoutError:
-            exc: Exception = _LookupFailed(f"no answer within {self.timeout:g}s")
-            fut.set_exception(exc)
-            fut.exception()  # mark retrieved
-            raise exc from None
-        except _LookupFailed as e:
-            fut.set_exception(e)
-            fut.exception()
+        except BaseException as exc:
+            # Waiters sharing this lookup get a failure of their own, never a hang: also
+            # when this task was cancelled (their probes were not).
+            if isinstance(exc, TimeoutError):
+                failure = _LookupFailed(f"no answer within {self.timeout:g}s")
+            elif isinstance(exc, _LookupFailed):
+                failure = exc
+            elif isinstance(exc, Exception):
+                failure = _LookupFailed(f"{type(exc).__name__}: {exc}")
+            else:
+                failure = _LookupFailed("lookup cancelled")
+            fut.set_exception(failure)
+            fut.exception()  # mark retrieved: nobody may be waiting
+            if isinstance(exc, Exception):
+                raise failure from None
             raise
         finally:
             self._inflight.pop(host, None)
@@ -93,42 +118,65 @@ class Resolver:
             infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
             raise _LookupFailed(exc.strerror or str(exc)) from None
+        except (OSError, UnicodeError) as exc:  # e.g. a label IDNA cannot encode
+            raise _LookupFailed(str(exc) or type(exc).__name__) from None
         return _dedupe(Address(int(fam), str(sa[0])) for fam, _, _, _, sa in infos)
 
     async def _dns(self, host: str) -> list[Address]:
-        import dns.asyncresolver  # noqa: PLC0415 - only when DNS servers are configured
-        import dns.exception  # noqa: PLC0415
-        import dns.resolver  # noqa: PLC0415
+        import dns.asyncresolver
+        import dns.exception
+        import dns.resolver
 
         res = dns.asyncresolver.Resolver(configure=False)
         servers, port = [], 53
         for ns in self.nameservers:
-            ip, port = _split_server(ns)
+            try:
+                ip, port = _split_server(ns)
+                ipaddress.ip_address(ip)
+            except ValueError:
+                raise _LookupFailed(
+                    f"bad DNS server {ns!r} (give ip, ip:port or [ipv6]:port)"
+                ) from None
             servers.append(ip)
         res.nameservers = servers
         res.port = port
         res.lifetime = self.timeout
 
+        nxdomain: list[bool] = []
+
         async def query(rdtype: str, family: int) -> list[Address]:
             try:
                 answer = await res.resolve(host, rdtype, search=False)
-            except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+            except dns.resolver.NXDOMAIN:
+                nxdomain.append(True)
+                return []
+            except dns.resolver.NoAnswer:
                 return []
             except dns.exception.DNSException as exc:
                 raise _LookupFailed(str(exc) or type(exc).__name__) from None
-            return [Address(family, r.to_text()) for r in answer]
+            return [Address(int(family), r.to_text()) for r in answer]
 
-        v4, v6 = await asyncio.gather(
-            query("A", socket.AF_INET), query("AAAA", socket.AF_INET6)
-        )
+        v4, v6 = await asyncio.gather(query("A", socket.AF_INET), query("AAAA", socket.AF_INET6))
         addrs = _dedupe([*v4, *v6])
         if not addrs:
-            raise _LookupFailed("no A or AAAA record")
+            raise _LookupFailed(
+                "no such domain (NXDOMAIN)" if len(nxdomain) == 2 else "no A or AAAA record"
+            )
         return addrs
 
 
 class _LookupFailed(Exception):
     pass
+
+
+def _retrieve(task: asyncio.Future[list[Address]]) -> None:
+    """Mark a lookup's outcome as seen, for lookups whose caller stopped waiting."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _is_invalid_tld(host: str) -> bool:
+    return host.rstrip(".").lower().rsplit(".", 1)[-1] == "invalid"
 
 
 def _literal(host: str) -> Address | None:
