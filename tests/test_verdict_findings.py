@@ -295,6 +295,22 @@ def test_cert_unparsable() -> None:
     assert "CERT_UNPARSABLE" not in codes(judge([LEAF, INTER]))
 
 
+def test_cert_with_invalid_version_is_unparsable() -> None:
+    """A certificate whose version (RFC 5280 §4.1.2.1: [0] EXPLICIT INTEGER, v3 = 2) is out
+    of range makes cryptography raise InvalidVersion, which is not a ValueError: it is still
+    CERT_UNPARSABLE with parse_error set, for the chain's facts, verification and evidence."""
+    from tlswatch.x509.certinfo import describe, load
+
+    v3 = b"\xa0\x03\x02\x01\x02"
+    assert der(LEAF).count(v3) == 1
+    bad = der(LEAF).replace(v3, b"\xa0\x03\x02\x01\x4e")
+    assert load(bad) is None
+    assert describe(bad, 0, NOW).parse_error == "not a valid DER X.509 certificate"
+    r = judge([bad, INTER])
+    assert codes(r)["CERT_UNPARSABLE"] is Status.CRITICAL
+    assert r.chain[0].parse_error is not None and r.chain[1].parse_error is None
+
+
 def test_no_certificate() -> None:
     """A handshake without a certificate is CHAIN_UNTRUSTED with verification invalid."""
     r = judge([])
@@ -309,6 +325,16 @@ def test_trust_store_error(tmp_path) -> None:
     (f,) = [f for f in r.findings if f.code == "TRUST_STORE_ERROR"]
     assert "missing.pem" in f.message
     assert "TRUST_STORE_ERROR" not in codes(judge([LEAF, INTER]))
+
+
+def test_trust_store_error_for_a_der_ca_file_with_invalid_version(tmp_path) -> None:
+    """A DER ca= file that cryptography rejects with InvalidVersion (not a ValueError) is a
+    TRUST_STORE_ERROR naming the file, not an exception."""
+    bad = tmp_path / "bad-version.der"
+    bad.write_bytes(der(ROOT).replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x4e", 1))
+    r = judge([LEAF, INTER], anchors=load_anchors("none", str(bad)))
+    (f,) = [f for f in r.findings if f.code == "TRUST_STORE_ERROR"]
+    assert "bad-version.der" in f.message and "no usable certificate" in f.message
 
 
 def _obs(address: str, chain: list[Issued]) -> Observation:

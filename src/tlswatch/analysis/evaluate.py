@@ -22,7 +22,6 @@ from tlswatch.analysis.findings import FAILURE_SEVERITY
 from tlswatch.analysis.policy import Policy, Threshold, policy_for
 from tlswatch.errors import Failure
 from tlswatch.model import (
-    CertInfo,
     EndpointResult,
     Fetched,
     Finding,
@@ -33,7 +32,7 @@ from tlswatch.model import (
 )
 from tlswatch.targets import Target
 from tlswatch.x509 import aia, ocsp, strength
-from tlswatch.x509.certinfo import describe
+from tlswatch.x509.certinfo import describe, load
 from tlswatch.x509.verify import ChainVerdict, PathCert, label, name_text, self_signed, verify_chain
 
 SECONDS_PER_DAY = 86400.0
@@ -46,25 +45,6 @@ RENEWAL_SHARE = 2.0 / 3.0
 
 def failure_finding(failure: Failure) -> Finding:
     return Finding(failure.code.value.upper(), FAILURE_SEVERITY[failure.code], failure.describe())
-
-
-def _safe_describe(der: bytes, position: int, now: datetime) -> CertInfo:
-    try:
-        return describe(der, position, now)
-    except Exception:  # DER that parses but fails on field access
-        return CertInfo(
-            position=position,
-            subject="<unparsable certificate>",
-            issuer="",
-            serial="",
-            sha256=hashlib.sha256(der).hexdigest(),
-            not_before=None,
-            not_after=None,
-            days_left=None,
-            key=None,
-            signature_algorithm="",
-            parse_error="not a valid DER X.509 certificate",
-        )
 
 
 def _days(delta_seconds: float) -> float:
@@ -317,7 +297,7 @@ def evaluate_endpoint(
 ) -> EndpointResult:
     """Judge one endpoint's observation at ``now`` under ``policy`` (default: the
     target's own options)."""
-    chain = tuple(_safe_describe(der, i, now) for i, der in enumerate(obs.chain))
+    chain = tuple(describe(der, i, now) for i, der in enumerate(obs.chain))
     if obs.error is not None:
         f = failure_finding(obs.error)
         return EndpointResult(obs.address, obs.port, f.severity, obs, chain, None, (f,))
@@ -376,7 +356,7 @@ def _judge_chain(out: _Findings, obs: Observation, now: datetime, policy: Policy
     for i, pc in enumerate(path):
         _expiry_findings(out, pc, now, policy, leaf_lifetime, leaf=i == 0)
     on_path = {pc.sha256 for pc in path}
-    parsed = [(i, der, _load_cert(der)) for i, der in enumerate(obs.chain)]
+    parsed = [(i, der, load(der)) for i, der in enumerate(obs.chain)]
     for i, der, cert in parsed[1:]:
         if cert is None:
             continue
@@ -403,15 +383,6 @@ def _judge_chain(out: _Findings, obs: Observation, now: datetime, policy: Policy
     if policy.revocation:
         _ocsp_findings(out, obs, leaf_pc, path, now)
     return Verification(sent.code, sent.trusted, sent.hostname_match, sent.detail)
-
-
-def _load_cert(der: bytes) -> x509.Certificate | None:
-    try:
-        cert = x509.load_der_x509_certificate(der)
-        _ = (cert.subject, cert.issuer, cert.not_valid_after_utc)
-        return cert
-    except Exception:
-        return None
 
 
 def _sha(der: bytes) -> str:

@@ -4,8 +4,9 @@
   and issuer with a later expiry is a normal renewal (info); anything else — another issuer,
   another subject, an earlier expiry — is a warning.
 - ``ENDPOINTS_DISAGREE``: the addresses of one target serve different leaf certificates.
-- ``RENEWAL_OVERDUE``: the leaf is past two thirds of its lifetime and still served (ACME
-  clients renew at two thirds; a certificate past that point has missed its renewal).
+
+``RENEWAL_OVERDUE`` is judged per chain by :mod:`tlswatch.analysis.evaluate`, like every
+other finding one probe can see.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from tlswatch.model import CertInfo, Finding, Status
-
-RENEWAL_SHARE = 2 / 3
 
 
 def short(fp: str) -> str:
@@ -57,21 +56,4 @@ def endpoints_disagree(leaves: Mapping[str, CertInfo]) -> Finding | None:
     parts = ", ".join(f"{ep} serves {short(c.sha256)}" for ep, c in sorted(leaves.items()))
     return Finding(
         "ENDPOINTS_DISAGREE", Status.WARNING, f"endpoints serve different certificates: {parts}"
-    )
-
-
-def renewal_overdue(leaf: CertInfo, now: datetime) -> Finding | None:
-    if leaf.not_before is None or leaf.not_after is None or now >= leaf.not_after:
-        return None  # an expired certificate is CERT_EXPIRED's business
-    lifetime = (leaf.not_after - leaf.not_before).total_seconds()
-    if lifetime <= 0:
-        return None
-    used = (now - leaf.not_before).total_seconds() / lifetime
-    if used < RENEWAL_SHARE:
-        return None
-    return Finding(
-        "RENEWAL_OVERDUE",
-        Status.WARNING,
-        f"certificate {short(leaf.sha256)} ({leaf.subject}) is {used:.0%} through its lifetime "
-        f"and has not been replaced; it expires {_day(leaf.not_after)}",
     )

@@ -33,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from tlswatch.analysis.policy import Threshold as ThresholdValue
 from tlswatch.daemon.yamlsource import YamlDocument, YamlSyntaxError, load_yaml
 from tlswatch.errors import ConfigError, TargetError
 from tlswatch.targets import Target, parse_target
@@ -42,7 +43,6 @@ DEFAULT_STORE = "sqlite:///tlswatch.db"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
-_THRESHOLD = re.compile(r"^\d+(\.\d+)?[d%]?$")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -76,9 +76,13 @@ def _threshold(value: Any) -> str:
     if isinstance(value, bool):
         raise ValueError("expected days (30d) or a share of the lifetime (33%)")
     text = str(value).strip()
-    if not _THRESHOLD.match(text):
-        raise ValueError(f"{value!r} is not a threshold; use days (30d) or a percentage (33%)")
-    if text.endswith("%") and not 0 < float(text[:-1]) < 100:
+    try:
+        parsed = ThresholdValue.parse(text)  # the grammar the probe's policy uses
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a threshold; use days (30d) or a percentage (33%)"
+        ) from None
+    if parsed.percent and not 0 < parsed.value < 100:
         raise ValueError("a percentage threshold must be between 0 and 100")
     return text
 

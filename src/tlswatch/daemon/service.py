@@ -6,6 +6,10 @@ once a day re-evaluate every stored chain offline (``tlswatch.analysis``) and ap
 retention; run the alert rules over the store and queue their notifications in the outbox
 (one transaction: state and outbox rows commit together); deliver what is due.
 
+Every store transaction runs in a worker thread (``asyncio.to_thread``), one at a time: a
+locked SQLite file (busy timeout) or a slow PostgreSQL never stalls the event loop, whose
+probes measure their own timeouts. Apprise sends run in threads too (alerts/delivery.py).
+
 Store trouble is never silent: a locked store is logged and every finished probe and every
 unmarked delivery is kept in memory and written when the store answers again; a SQLite file
 removed or replaced under the daemon stops it with a clear error (exit status 1) instead of
@@ -115,20 +119,19 @@ class Service:
                 "sending them again with the same idempotency key",
                 recovered,
             )
-        self._adopt(self.config, now)
+        self._schedule(self.config, now, self._store_config(self.config, now))
         self.started = True
-        log.info(
-            "tlswatch serving %d target(s) from %s, %s",
-            len(self.config.targets),
-            self.config.path,
-            self.db.describe(),
-        )
 
-    def _adopt(self, cfg: DaemonConfig, now: datetime) -> None:
+    def _store_config(self, cfg: DaemonConfig, now: datetime) -> dict[str, datetime | None]:
+        """Write the targets and config silences; returns each target's persisted due time."""
         with self.db.transaction("applying the configuration") as s:
             rows = repo.sync_targets(s, cfg.targets)
             repo.sync_config_silences(s, cfg.model.silences, now)
-            persisted = {k: r.next_due_at for k, r in rows.items()}
+            return {k: r.next_due_at for k, r in rows.items()}
+
+    def _schedule(
+        self, cfg: DaemonConfig, now: datetime, persisted: dict[str, datetime | None]
+    ) -> None:
         self.scheduler.configure(cfg.model.scheduler.concurrency, cfg.model.scheduler.per_host)
         self.scheduler.set_targets(cfg.targets, now, persisted)
 
@@ -147,10 +150,10 @@ class Service:
         if self._wake is not None:
             self._wake.set()
 
-    def reload(self) -> bool:
+    async def reload(self) -> bool:
         """Re-read the config file; on any problem keep running with the old one."""
         try:
-            new = load_config(self.config.path)
+            new = await asyncio.to_thread(load_config, self.config.path)
         except ConfigProblems as exc:
             log.error("reload refused, keeping the previous configuration:\n%s", exc)
             return False
@@ -159,11 +162,13 @@ class Service:
                 "reload refused: changing `store` needs a restart (keeping %s)", self.db.describe()
             )
             return False
+        now = self.clock.now()
         try:
-            self._adopt(new, self.clock.now())
+            persisted = await asyncio.to_thread(self._store_config, new, now)
         except StoreError as exc:
             log.error("reload refused, the store is unavailable: %s", exc)
             return False
+        self._schedule(new, now, persisted)
         self.config = new
         log.info("configuration reloaded: %d target(s)", len(new.targets))
         return True
@@ -175,7 +180,7 @@ class Service:
         probes started in this pass before judging alerts."""
         if self._reload_requested:
             self._reload_requested = False
-            self.reload()
+            await self.reload()
         self._check_store()
         now = self.clock.now()
         for mt in self.scheduler.due(now):
@@ -184,10 +189,10 @@ class Service:
             task.add_done_callback(self._tasks.discard)
         if wait and self._tasks:
             await asyncio.gather(*list(self._tasks))
-        self._store_finished()
-        self._retry_unmarked()
-        self._daily(now)
-        self.evaluate_alerts(self.clock.now())
+        await asyncio.to_thread(self._store_finished)
+        await asyncio.to_thread(self._retry_unmarked)
+        await asyncio.to_thread(self._daily, now)
+        await asyncio.to_thread(self.evaluate_alerts, self.clock.now())
         await self.deliver()
 
     def _check_store(self) -> None:
@@ -378,14 +383,8 @@ class Service:
     async def deliver(self) -> int:
         """Send every due outbox row (claim → send → mark). Returns how many were sent."""
         a = self.config.alerts
-        now = self.clock.now()
         try:
-            with self.db.transaction("reading the outbox") as s:
-                expired = outbox.expire(s, now, a.dead_letter_after)
-                rows = [
-                    (r.id, r.channel, r.title, r.body, r.severity, r.idempotency_key)
-                    for r in outbox.due(s, now)
-                ]
+            expired, rows = await asyncio.to_thread(self._due_rows, self.clock.now())
         except StoreError as exc:
             self._store_trouble(exc)
             return 0
@@ -401,9 +400,8 @@ class Service:
                 break
             token = outbox.new_token()
             try:
-                with self.db.transaction("claiming a notification") as s:
-                    if not outbox.claim(s, row_id, token, self.clock.now()):
-                        continue
+                if not await asyncio.to_thread(self._claim, row_id, token):
+                    continue
             except StoreError as exc:
                 self._store_trouble(exc)
                 return sent
@@ -420,8 +418,22 @@ class Service:
             else:
                 log.warning("delivery of %s to %s failed: %s", key, channel, err)
             self._unmarked.append((row_id, token, err))
-            self._retry_unmarked()
+            await asyncio.to_thread(self._retry_unmarked)
         return sent
+
+    def _due_rows(self, now: datetime) -> tuple[int, list[tuple[int, str, str, str, str, str]]]:
+        """Dead-letter what waited too long; the rows due now, detached from the session."""
+        with self.db.transaction("reading the outbox") as s:
+            expired = outbox.expire(s, now, self.config.alerts.dead_letter_after)
+            rows = [
+                (r.id, r.channel, r.title, r.body, r.severity, r.idempotency_key)
+                for r in outbox.due(s, now)
+            ]
+        return expired, rows
+
+    def _claim(self, row_id: int, token: str) -> bool:
+        with self.db.transaction("claiming a notification") as s:
+            return outbox.claim(s, row_id, token, self.clock.now())
 
     def _retry_unmarked(self) -> None:
         a = self.config.alerts
@@ -470,6 +482,14 @@ class Service:
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
         if not self.started:
             self.start()
+        # logged only now that the signal handlers are in place: a SIGHUP sent as soon as
+        # this line appears reloads instead of killing the process (the default action)
+        log.info(
+            "tlswatch serving %d target(s) from %s, %s",
+            len(self.config.targets),
+            self.config.path,
+            self.db.describe(),
+        )
         try:
             while not self._stopping:
                 self._wake.clear()
@@ -480,12 +500,13 @@ class Service:
                     return 1
                 if self._stopping:
                     break
-                await self.clock.sleep(self._next_wakeup(self.clock.now()), self._wake)
+                delay = await asyncio.to_thread(self._next_wakeup, self.clock.now())
+                await self.clock.sleep(delay, self._wake)
             log.info("stopping: waiting for %d probe(s) in flight", len(self._tasks))
             if self._tasks:
                 await asyncio.wait(list(self._tasks), timeout=15)
-            self._store_finished()
-            self._retry_unmarked()
+            await asyncio.to_thread(self._store_finished)
+            await asyncio.to_thread(self._retry_unmarked)
             return 0
         finally:
             for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
@@ -542,16 +563,13 @@ def build_snapshot(s: Session, cfg: DaemonConfig, now: datetime) -> rules.Snapsh
             owner=mt.owner,
             group=mt.group,
             labels=dict(mt.labels),
-            warn=mt.target.options.get("warn", "30d"),
-            crit=mt.target.options.get("crit", "7d"),
+            warn=mt.target.options.get("warn"),
+            crit=mt.target.options.get("crit"),
         )
         for mt in cfg.targets
     }
     host_of = {k: m.host for k, m in metas.items()}
-    endpoints: dict[tuple[str, str, int], tuple[rules.Endpoint, str | None]] = {}
-    for (key, address, port), (ref, leaf) in repo.current_endpoints(s, host_of).items():
-        if key in metas:
-            endpoints[(key, address, port)] = (rules.Endpoint(key, ref.host, address, port), leaf)
+    endpoints = {k: v for k, v in repo.current_endpoints(s, host_of).items() if k[0] in metas}
     states = {
         r.key: rules.AlertState(
             r.key,

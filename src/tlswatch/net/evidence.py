@@ -20,6 +20,7 @@ from tlswatch.net.runcache import RunCache
 from tlswatch.targets import Target
 from tlswatch.x509 import aia
 from tlswatch.x509 import ocsp as x509_ocsp
+from tlswatch.x509.certinfo import load
 from tlswatch.x509.trust import Anchors, load_anchors
 from tlswatch.x509.verify import signed_by
 
@@ -33,13 +34,6 @@ class EvidenceOptions:
     cap: int = DEFAULT_CAP
     ocsp_method: str = "auto"  # auto | get | post
     cache: RunCache[Fetched] = field(default_factory=RunCache)
-
-
-def _load(der: bytes) -> x509.Certificate | None:
-    try:
-        return x509.load_der_x509_certificate(der)
-    except Exception:
-        return None
 
 
 def _issuer_of(
@@ -56,8 +50,8 @@ async def _for_endpoint(
 ) -> Observation:
     if obs.error is not None or not obs.chain:
         return obs
-    certs = [c for c in (_load(d) for d in obs.chain) if c is not None]
-    leaf = _load(obs.chain[0])
+    certs = [c for c in (load(d) for d in obs.chain) if c is not None]
+    leaf = load(obs.chain[0])
     if leaf is None:
         return obs
     fetched: list[Fetched] = []
@@ -91,7 +85,8 @@ async def _ocsp(
             try:
                 pool.extend(aia.parse_issuer_response(f.data))
             except ValueError:
-                pass
+                # already reported: the analysis turns this download into AIA_FETCH_FAILED
+                continue
     urls = [u for u in aia.ocsp_urls(leaf) if u.lower().startswith(("http://", "https://"))]
     if not urls:
         return Fetched(

@@ -13,24 +13,43 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 from tlswatch.model import CertInfo, KeyInfo
 
 _SECONDS_PER_DAY = 86400.0
+#: what cryptography raises for malformed certificate contents. Its parser is lazy: DER that
+#: loads can still fail when a field (a date, an extension, the key) is first read.
+MALFORMED: tuple[type[Exception], ...] = (
+    ValueError,
+    TypeError,
+    UnsupportedAlgorithm,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+    x509.InvalidVersion,
+)
 
 
+@lru_cache(maxsize=512)
 def load(der: bytes) -> x509.Certificate | None:
+    """The certificate in ``der``, or None when it is not valid DER X.509 (arbitrary bytes
+    from the network). The fields every analysis reads are touched here so that a lazily
+    failing parse surfaces now. Cached by DER: one chain is read by the facts, the
+    verification, the findings and the evidence collector, and a scan meets the same
+    intermediates on every endpoint."""
     try:
-        return x509.load_der_x509_certificate(der)
-    except (ValueError, TypeError):
+        cert = x509.load_der_x509_certificate(der)
+        _ = (cert.subject, cert.issuer, cert.not_valid_before_utc, cert.not_valid_after_utc)
+    except MALFORMED:  # e.g. InvalidVersion, which is not a ValueError
         return None
+    return cert
 
 
 def key_info(cert: x509.Certificate) -> KeyInfo | None:
     try:
         key = cert.public_key()
-    except (ValueError, TypeError, x509.UnsupportedGeneralNameType, Exception):
+    except MALFORMED:
         return None
     if isinstance(key, rsa.RSAPublicKey):
         return KeyInfo("RSA", key.key_size)
@@ -95,36 +114,38 @@ def _facts(der: bytes) -> CertInfo:
     # The time-independent facts, cached by DER: a scan meets the same intermediates on
     # every endpoint. ``describe`` fills in position and days_left.
     sha = hashlib.sha256(der).hexdigest()
+    unparsable = CertInfo(
+        position=0,
+        subject="<unparsable certificate>",
+        issuer="",
+        serial="",
+        sha256=sha,
+        not_before=None,
+        not_after=None,
+        days_left=None,
+        key=None,
+        signature_algorithm="",
+        parse_error="not a valid DER X.509 certificate",
+    )
     cert = load(der)
     if cert is None:
+        return unparsable
+    try:
         return CertInfo(
             position=0,
-            subject="<unparsable certificate>",
-            issuer="",
-            serial="",
+            subject=_name(cert.subject),
+            issuer=_name(cert.issuer),
+            serial=format(cert.serial_number, "x"),
             sha256=sha,
-            not_before=None,
-            not_after=None,
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
             days_left=None,
-            key=None,
-            signature_algorithm="",
-            parse_error="not a valid DER X.509 certificate",
+            key=key_info(cert),
+            signature_algorithm=signature_algorithm(cert),
+            san=san_names(cert),
         )
-    not_before = cert.not_valid_before_utc
-    not_after = cert.not_valid_after_utc
-    return CertInfo(
-        position=0,
-        subject=_name(cert.subject),
-        issuer=_name(cert.issuer),
-        serial=format(cert.serial_number, "x"),
-        sha256=sha,
-        not_before=not_before,
-        not_after=not_after,
-        days_left=None,
-        key=key_info(cert),
-        signature_algorithm=signature_algorithm(cert),
-        san=san_names(cert),
-    )
+    except MALFORMED:  # DER that loads but fails on field access
+        return unparsable
 
 
 def utcnow() -> datetime:

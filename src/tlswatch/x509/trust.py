@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.verification import Store
 
+from tlswatch.x509.certinfo import MALFORMED
+
 #: Debian's and Ubuntu's bundle; the first one found of these is the system store.
 SYSTEM_BUNDLES = (
     "/etc/ssl/certs/ca-certificates.crt",
@@ -116,7 +118,7 @@ def read_bundle(path: str) -> tuple[list[x509.Certificate], str | None]:
                 certs = x509.load_pem_x509_certificates(data)
             else:
                 certs = [x509.load_der_x509_certificate(data)]
-    except ValueError as exc:
+    except MALFORMED as exc:
         return [], f"CA file {path} holds no usable certificate: {exc}"
     return certs, None
 

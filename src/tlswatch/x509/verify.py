@@ -43,6 +43,7 @@ from cryptography.x509.verification import (
 )
 
 from tlswatch.x509 import hostname, strength
+from tlswatch.x509.certinfo import load
 from tlswatch.x509.trust import Anchors
 
 #: verification codes, most important first (PRODUCT.md §3)
@@ -237,16 +238,6 @@ class _Sent:
     cert: x509.Certificate | None
 
 
-def _load(der: bytes) -> x509.Certificate | None:
-    try:
-        cert = x509.load_der_x509_certificate(der)
-        # touch the fields the analysis reads so a lazily-failing parse surfaces here
-        _ = (cert.subject, cert.issuer, cert.not_valid_before_utc, cert.not_valid_after_utc)
-        return cert
-    except Exception:  # arbitrary bytes from the network
-        return None
-
-
 def verify_chain(
     chain: Sequence[bytes],
     anchors: Anchors,
@@ -255,7 +246,7 @@ def verify_chain(
     fetched: Sequence[x509.Certificate] = (),
 ) -> ChainVerdict:
     """Judge ``chain`` (DER, as sent, leaf first) for a client connecting to ``name``."""
-    sent = [_Sent(i, der, _load(der)) for i, der in enumerate(chain)]
+    sent = [_Sent(i, der, load(der)) for i, der in enumerate(chain)]
     if not sent:
         return ChainVerdict(
             "invalid", False, False, "server sent no certificate", {"invalid": "no certificate"}

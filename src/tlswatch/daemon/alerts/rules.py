@@ -23,10 +23,13 @@ re-running the rules on the same state can never queue a notification twice.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+
+from tlswatch.analysis.policy import Threshold, effective_thresholds
 
 #: findings that the expiry alert (certificate-centric) or the failure alert already covers
 COVERED_BY_EXPIRY = frozenset({"CERT_EXPIRES_SOON", "CERT_EXPIRED", "RENEWAL_OVERDUE"})
@@ -43,8 +46,8 @@ class TargetMeta:
     owner: str | None = None
     group: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
-    warn: str = "30d"
-    crit: str = "7d"
+    warn: str | None = "30d"  # None: the default for the certificate's lifetime
+    crit: str | None = "7d"
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,12 @@ class Endpoint:
 
     @property
     def label(self) -> str:
-        h = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{h}:{self.port}"
+        return host_port(self.host, self.port)
+
+
+def host_port(host: str, port: int | str) -> str:
+    """``host:port``, with an IPv6 address in brackets (RFC 3986 §3.2.2)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @dataclass(frozen=True)
@@ -148,14 +155,20 @@ class Decision:
 # -- thresholds ---------------------------------------------------------------------------
 
 
-def threshold_days(spec: str, cert: CertFacts) -> float:
-    """``30d``/``30`` → 30; ``33%`` → 33% of the certificate's lifetime, in days."""
-    if spec.endswith("%"):
-        if cert.not_before is None or cert.not_after is None:
-            return 0.0
+def threshold_days(meta: TargetMeta | None, cert: CertFacts) -> tuple[float, float]:
+    """The (warn, crit) thresholds of ``meta`` for ``cert``, in days left: parsed and
+    defaulted by :mod:`tlswatch.analysis.policy`, exactly as the probe's verdict does, so a
+    ``33%`` alert and the ``CERT_EXPIRES_SOON`` finding agree."""
+    life: float | None = None
+    if cert.not_before is not None and cert.not_after is not None:
         life = (cert.not_after - cert.not_before).total_seconds() / 86400
-        return life * float(spec[:-1]) / 100
-    return float(spec.rstrip("d"))
+    warn, crit = effective_thresholds(
+        Threshold.parse(meta.warn) if meta and meta.warn else None,
+        Threshold.parse(meta.crit) if meta and meta.crit else None,
+        math.inf if life is None else life,  # unknown lifetime: the day-based defaults
+    )
+    # unknown lifetime: a percentage threshold never fires early
+    return warn.days(life or 0.0), crit.days(life or 0.0)
 
 
 def days_left(cert: CertFacts, now: datetime) -> float | None:
@@ -174,8 +187,9 @@ def level_for(days: float, thresholds: Sequence[int]) -> int | None:
 def severity_for(level: int, cert: CertFacts, metas: Sequence[TargetMeta]) -> str:
     if level == 0:
         return "critical"
-    crit = max((threshold_days(m.crit, cert) for m in metas), default=7.0)
-    warn = max((threshold_days(m.warn, cert) for m in metas), default=30.0)
+    limits = [threshold_days(m, cert) for m in metas] or [threshold_days(None, cert)]
+    warn = max(w for w, _ in limits)
+    crit = max(c for _, c in limits)
     if level <= crit:
         return "critical"
     if level <= warn:
@@ -568,8 +582,7 @@ def _finding_endpoints(snap: Snapshot, items: Sequence[FindingFact]) -> list[str
     for i in items:
         host = snap.targets[i.target_key].host if i.target_key in snap.targets else ""
         if i.endpoint:
-            port = i.endpoint.rsplit(":", 1)[1]
-            out.add(f"{host}:{port}" if ":" not in host else f"[{host}]:{port}")
+            out.add(host_port(host, i.endpoint.rsplit(":", 1)[1]))
         else:
             out |= {ep.label for ep, _ in snap.endpoints.values() if ep.target_key == i.target_key}
     return sorted(out)

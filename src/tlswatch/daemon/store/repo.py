@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from tlswatch.analysis.evaluate import evaluate_target
 from tlswatch.daemon import changes
+from tlswatch.daemon.alerts.rules import Endpoint, host_port
 from tlswatch.daemon.config import MonitoredTarget
 from tlswatch.daemon.store.models import (
     CertificateRow,
@@ -133,7 +134,7 @@ def _endpoint(s: Session, target_id: int, address: str, port: int) -> EndpointRo
 
 
 def endpoint_label(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    return host_port(address, port)
 
 
 def cert_info(s: Session, sha256: str, position: int, now: datetime) -> CertInfo | None:
@@ -218,13 +219,13 @@ def record_probe(
     t.last_error_code = err.code.value if err else None
     t.last_error_message = err.describe() if err else None
 
-    offline = reevaluate_result(s, mt, now)
     if not failed:
-        effective = result
+        effective = result  # the live verdict: no need to re-judge the stored chains
     elif not t.failure_declared:
-        effective = offline  # not declared yet: keep judging the last good chains
+        # not declared yet: keep judging the last good chains
+        effective = reevaluate_result(s, mt, now)
     else:
-        effective = _merge(result, offline)
+        effective = _merge(result, reevaluate_result(s, mt, now))
     _apply(s, t, mt, effective, now, change_findings)
     s.add(_probe_row(t.id, result, now, duration_ms, "probe", change_findings))
     return ProbeOutcome(failed, t.consecutive_failures, t.failure_declared, Status(t.status))
@@ -332,22 +333,17 @@ def _apply(
         wanted.setdefault((ep, f.code), f)
     for ep, f in extra:
         wanted.setdefault((ep, f.code), f)
-    present_codes = {code for _, code in wanted}
-    # what only the daemon can see (history and several endpoints at once)
+    # what only the daemon can see: several endpoints at once (RENEWAL_OVERDUE and the rest
+    # of a chain's verdict come from tlswatch.analysis, as for the CLI)
     leaves = {
         endpoint_label(e.address, e.port): e.chain[0]
         for e in result.endpoints
         if e.chain and e.error is None
     }
-    if "ENDPOINTS_DISAGREE" not in present_codes:
+    if all(code != "ENDPOINTS_DISAGREE" for _, code in wanted):
         disagree = changes.endpoints_disagree(leaves)
         if disagree is not None:
             wanted[("", disagree.code)] = disagree
-    if "RENEWAL_OVERDUE" not in present_codes:
-        for ep, ep_leaf in sorted(leaves.items()):
-            overdue = changes.renewal_overdue(ep_leaf, now)
-            if overdue is not None:
-                wanted.setdefault((ep, overdue.code), overdue)
     status = Status.worst(
         [result.status, *(f.severity for f in wanted.values() if f.severity is not Status.OK)]
     )
@@ -535,28 +531,13 @@ def remove_silence(s: Session, silence_id: int) -> bool:
 # -- read models --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class EndpointRef:
-    target_key: str
-    target_name: str
-    host: str
-    address: str
-    port: int
-
-    @property
-    def label(self) -> str:
-        h = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{h}:{self.port}"
-
-
 def current_endpoints(
     s: Session, host_of: dict[str, str]
-) -> dict[tuple[str, str, int], tuple[EndpointRef, str | None]]:
-    """Every current endpoint of every active target → (ref, leaf SHA-256)."""
+) -> dict[tuple[str, str, int], tuple[Endpoint, str | None]]:
+    """Every current endpoint of every active target → (endpoint, leaf SHA-256)."""
     rows = s.execute(
         select(
             TargetRow.key,
-            TargetRow.name,
             EndpointRow.address,
             EndpointRow.port,
             EndpointRow.leaf_sha256,
@@ -566,9 +547,8 @@ def current_endpoints(
         .order_by(TargetRow.key, EndpointRow.address, EndpointRow.port)
     )
     out = {}
-    for key, name, address, port, leaf in rows:
-        ref = EndpointRef(key, name, host_of.get(key, address), address, port)
-        out[(key, address, port)] = (ref, leaf)
+    for key, address, port, leaf in rows:
+        out[(key, address, port)] = (Endpoint(key, host_of.get(key, address), address, port), leaf)
     return out
 
 
