@@ -113,8 +113,10 @@ class TargetSettings(Strict):
 class Defaults(Strict):
     interval: Duration = timedelta(hours=6)
     timeout: Duration = timedelta(seconds=10)
-    warn: Threshold = "30d"
-    crit: Threshold = "7d"
+    #: None = the analysis default: 30d / 7d, or 33% / 10% of the lifetime for
+    #: short-lived certificates (47 days or less), PRODUCT.md §3
+    warn: Threshold | None = None
+    crit: Threshold | None = None
     trust: Trust = "system"
     ca: str | None = None
     failures_before_alert: Annotated[int, Field(ge=1, le=100)] = 2
@@ -440,10 +442,11 @@ def _resolve_targets(model: ConfigModel, base: Path) -> tuple[MonitoredTarget, .
         parsed = parse_target(entry.url)
         inherited: dict[str, str] = {
             "timeout": f"{pick('timeout').total_seconds():g}",
-            "warn": pick("warn"),
-            "crit": pick("crit"),
             "trust": pick("trust"),
         }
+        for key in ("warn", "crit"):
+            if pick(key) is not None:
+                inherited[key] = pick(key)
         ca = pick("ca")
         if ca:
             inherited["ca"] = str(Path(ca) if Path(ca).is_absolute() else base / ca)
