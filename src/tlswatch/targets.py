@@ -196,6 +196,13 @@ def _validate(raw: str, options: Mapping[str, str]) -> None:
             raise TargetError(f"{raw}: {key} must be days (30 or 30d) or a percentage (33%)")
     if ("client_cert" in options) != ("client_key" in options):
         raise TargetError(f"{raw}: client_cert and client_key go together")
+    if "ehlo" in options:
+        from tlswatch.protocols.smtp import valid_ehlo_name  # only SMTP/LMTP accept ehlo=
+
+        if not valid_ehlo_name(options["ehlo"]):
+            raise TargetError(
+                f"{raw}: ehlo must be a domain name or an address literal such as [192.0.2.1]"
+            )
 
 
 __all__ = ["GLOBAL_OPTIONS", "Target", "parse_target"]
