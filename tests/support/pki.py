@@ -88,7 +88,9 @@ class TestPKI:
             f.chmod(0o644)  # servers drop privileges before reading in some setups
         ders = tuple(
             x509.load_pem_x509_certificate(p.bytes()).public_bytes(
-                encoding=__import__("cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]).Encoding.DER
+                encoding=__import__(
+                    "cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]
+                ).Encoding.DER
             )
             for p in leaf.cert_chain_pems
         )

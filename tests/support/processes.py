@@ -59,7 +59,9 @@ def free_dual_stack_port() -> int:
 
 def require_binary(path: str) -> str:
     """The path of a server binary; fails (never skips) when it is not installed."""
-    found = shutil.which(path) or (path if os.path.isfile(path) and os.access(path, os.X_OK) else None)
+    found = shutil.which(path) or (
+        path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+    )
     if not found:
         pytest.fail(
             f"{path} is not installed: scripts/setup installs every server the tests need "
@@ -82,7 +84,10 @@ def wait_for_port(
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            pytest.fail(f"server exited with {proc.returncode} before listening on {port}\n{_tail(log)}", pytrace=False)
+            pytest.fail(
+                f"server exited with {proc.returncode} before listening on {port}\n{_tail(log)}",
+                pytrace=False,
+            )
         with socket.socket(fam, socket.SOCK_STREAM) as s:
             s.settimeout(0.5)
             if s.connect_ex((host, port)) == 0:

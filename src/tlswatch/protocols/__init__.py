@@ -64,7 +64,9 @@ def _load(ref: str) -> Callable[..., object]:
     return obj  # type: ignore[no-any-return]
 
 
-def _implicit(name: str, port: int | None, alpn: tuple[str, ...] = (), ref: str = "") -> ProtocolSpec:
+def _implicit(
+    name: str, port: int | None, alpn: tuple[str, ...] = (), ref: str = ""
+) -> ProtocolSpec:
     return ProtocolSpec(name, port, "implicit", alpn=alpn, reference=ref)
 
 

@@ -112,9 +112,7 @@ class Negotiator(abc.ABC):
         return []
 
     # Helpers shared by every negotiator: they only build events.
-    def fail(
-        self, code: FailureClass, message: str, evidence: bytes | None = None
-    ) -> list[Event]:
+    def fail(self, code: FailureClass, message: str, evidence: bytes | None = None) -> list[Event]:
         self.done = True
         return [Failed(Failure(code, message, excerpt(evidence) if evidence else None))]
 

@@ -47,9 +47,7 @@ def endpoint_dict(e: EndpointResult) -> dict[str, Any]:
         "address": e.address,
         "port": e.port,
         "status": e.status.value,
-        "error": (
-            {"code": e.error.code.value, "message": e.error.describe()} if e.error else None
-        ),
+        "error": ({"code": e.error.code.value, "message": e.error.describe()} if e.error else None),
         "tls": (
             {"version": e.tls.version, "cipher": e.tls.cipher, "alpn": e.tls.alpn}
             if e.tls

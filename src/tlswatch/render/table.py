@@ -61,7 +61,9 @@ def render_table(results: Sequence[TargetResult], console: Console, verbose: boo
 def render_detail(r: TargetResult, console: Console) -> None:
     console.print(Text(f"\n{clean(r.target)}  [{r.status.value}]", style="bold"))
     for f in r.findings:
-        console.print(f"  {f.severity.value:8} {f.code}: {clean(f.message)}", markup=False, highlight=False)
+        console.print(
+            f"  {f.severity.value:8} {f.code}: {clean(f.message)}", markup=False, highlight=False
+        )
     for e in r.endpoints:
         addr = f"[{e.address}]:{e.port}" if ":" in e.address else f"{e.address}:{e.port}"
         tls = f"{e.tls.version} {e.tls.cipher} alpn={e.tls.alpn}" if e.tls else "no TLS"
@@ -88,4 +90,8 @@ def render_detail(r: TargetResult, console: Console) -> None:
                 highlight=False,
             )
         for f in e.findings:
-            console.print(f"    {f.severity.value:8} {f.code}: {clean(f.message)}", markup=False, highlight=False)
+            console.print(
+                f"    {f.severity.value:8} {f.code}: {clean(f.message)}",
+                markup=False,
+                highlight=False,
+            )
