@@ -36,7 +36,20 @@ from tlswatch.tls.framing import PASS_THROUGH, RecordFramer
 #: seconds to wait for a server that speaks first before concluding it waits for us
 GREETING_WAIT = 1.5
 #: protocols where the client speaks first, tried in this order after implicit TLS failed
-CLIENT_FIRST = ("postgres", "ldap", "xmpp", "mssql", "rdp", "openvpn")
+#: (IRC too: an ircd that does no host-name look-up, InspIRCd with ``resolvehostnames="no"``,
+#: says nothing until the client does)
+CLIENT_FIRST = ("postgres", "ldap", "xmpp", "xmpp-server", "mssql", "rdp", "irc", "openvpn")
+#: client-first protocols whose servers neither answer nor close on a TLS ClientHello: an
+#: IRC server waits for a line and ignores what it does not know before registration. When
+#: our ClientHello went unanswered (handshake timeout), these are the likely ones and go
+#: first: every wrong guess against a silent server costs a whole candidate timeout.
+SILENT_ON_CLIENT_HELLO = ("irc",)
+#: client-first protocols whose servers may stop listening after one connection: a
+#: point-to-point OpenVPN server (``proto tcp-server`` without ``mode server``) serves one
+#: peer, drops it on a bad first packet (our ClientHello's 0x16 0x03 reads as a 5635-byte
+#: packet length, over its limit), then restarts and listens again after a pause. A port
+#: that accepted our first connection and refuses the next one is most likely that.
+STOPS_LISTENING = ("openvpn",)
 #: a greeting line longer than this without a line break is not one we know
 MAX_GREETING = 4096
 NEED_MORE = "need-more"
@@ -91,6 +104,21 @@ def classify(greeting: bytes) -> str | None:
     return None
 
 
+def client_first_order(
+    client_hello_unanswered: bool, stops_listening: bool = False, tried: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """The order to try the :data:`CLIENT_FIRST` protocols not yet ``tried`` in, given how
+    the server took our ClientHello (``client_hello_unanswered``: a handshake timeout) and
+    whether it refused a connection after accepting the first (``stops_listening``)."""
+    first: tuple[str, ...] = ()
+    if stops_listening:
+        first += STOPS_LISTENING
+    if client_hello_unanswered:
+        first += SILENT_ON_CLIENT_HELLO
+    order = first + tuple(s for s in CLIENT_FIRST if s not in first)
+    return tuple(s for s in order if s not in tried)
+
+
 def classify_tls_answer(answer: bytes) -> str | None:
     """What a server that did not speak TLS answered to our ClientHello, when that names
     it (an XMPP server's stream error is XML; a line protocol's error is its own line)."""
@@ -119,6 +147,8 @@ class AutoNegotiator(Negotiator):
         self.inner: Negotiator | None = None
         self.detected: str | None = None
         self.detected_by = ""
+        self._greeting = b""  # the greeting that named the protocol, for a second try
+        self._smtp_failure: list[Event] = []
         hinted = PORT_SCHEMES.get(ctx.port)
         self._hint = hinted if hinted and hinted in REGISTRY else None
 
@@ -149,9 +179,41 @@ class AutoNegotiator(Negotiator):
         if self._buf:
             if any(isinstance(e, Ready | Failed) for e in events):
                 return self._tag(events)
-            events += self.inner.receive_data(bytes(self._buf))
+            self._greeting = bytes(self._buf)
             self._buf.clear()
-        return self._tag(events)
+            events += self.inner.receive_data(self._greeting)
+        return self._tag(self._maybe_lmtp(events))
+
+    def _maybe_lmtp(self, events: list[Event]) -> list[Event]:
+        """A 220 greeting that names neither FTP nor LMTP was taken for SMTP; if the server
+        then rejects EHLO with a 5xx, it may be an LMTP server that does not say so in its
+        greeting (Dovecot's ``220 host Dovecot ready.``): RFC 2033 §4.1 has LMTP servers
+        refuse EHLO (500 recommended). A refused command leaves the session where it was,
+        right after the greeting, so LHLO follows on the same connection.
+        Should LHLO be rejected too, the SMTP verdict stands."""
+        inner = self.inner
+        failed = any(isinstance(e, Failed) for e in events)
+        if not failed or inner is None:
+            return events
+        from tlswatch.protocols.smtp import LMTPNegotiator, SMTPNegotiator
+
+        if self.detected == "smtp" and self.detected_by == "greeting":
+            if not isinstance(inner, SMTPNegotiator) or inner.hello_rejected is None:
+                return events
+            self._smtp_failure = events
+            self.inner = LMTPNegotiator(replace(self.ctx, options=_plain(self.ctx.options)))
+            self.detected, self.detected_by = "lmtp", "greeting, then LHLO"
+            return list(self.inner.initiate()) + self.inner.receive_data(self._greeting)
+        if self.detected == "lmtp" and self._smtp_failure:
+            # LHLO rejected as well, or the connection dropped before its answer: no
+            # evidence of LMTP, so the SMTP verdict stands
+            closed = any(
+                isinstance(e, Failed) and e.failure.code is FailureClass.CLOSED for e in events
+            )
+            if isinstance(inner, LMTPNegotiator) and (inner.hello_rejected or closed):
+                self.detected, self.detected_by = "smtp", "greeting"
+                return self._smtp_failure
+        return events
 
     # -- the negotiator interface --------------------------------------------------------
     def initiate(self) -> list[Event]:
@@ -186,7 +248,7 @@ class AutoNegotiator(Negotiator):
         if self.done:
             return []
         if self.inner is not None:
-            return self._tag(list(self.inner.receive_data(data)))
+            return self._tag(self._maybe_lmtp(list(self.inner.receive_data(data))))
         if not data:
             return self.closed("before saying anything we could identify", bytes(self._buf))
         self._buf += data

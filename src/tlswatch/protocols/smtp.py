@@ -239,6 +239,9 @@ class SMTPNegotiator(Negotiator):
         self._state = _State.GREETING
         self._parser = ReplyParser(self.max_buffer)
         self._info: dict[str, str] = {}
+        #: the 5xx reply that rejected EHLO/LHLO, if one did (auto:// tries LHLO after a
+        #: rejected EHLO: RFC 2033 §4.1 has LMTP servers refuse EHLO, 500 recommended)
+        self.hello_rejected: Reply | None = None
         name = ctx.options.get("ehlo", "")
         # targets.py validates ehlo=; this keeps a bad name from reaching the wire anyway.
         self.hello_name = name if name and valid_ehlo_name(name) else default_ehlo_name()
@@ -332,6 +335,7 @@ class SMTPNegotiator(Negotiator):
             )
         self._move(_State.DONE)
         if reply.code >= 500:
+            self.hello_rejected = reply
             return self.fail(
                 FailureClass.UPGRADE_NOT_OFFERED,
                 f"server rejected {self.hello} ({reply}): {self._no_extensions}, "
