@@ -10,6 +10,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import MappingProxyType
 from urllib.parse import parse_qsl, urlsplit
 
@@ -37,6 +38,16 @@ _THRESHOLD = re.compile(r"^\d+(\.\d+)?[d%]?$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?)+$")
 
 
+@lru_cache(maxsize=4096)
+def _is_ip_literal(host: str) -> bool:
+    # Cached: a probe asks several times per target (SNI, verify name, DNS timing).
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """One parsed target URL."""
@@ -50,11 +61,7 @@ class Target:
 
     @property
     def host_is_ip(self) -> bool:
-        try:
-            ipaddress.ip_address(self.host)
-        except ValueError:
-            return False
-        return True
+        return _is_ip_literal(self.host)
 
     @property
     def sni(self) -> str | None:

@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, Any
 
-import typer
+if TYPE_CHECKING:
+    import typer
 
-app = typer.Typer(
-    name="tlswatch",
-    help="Watch the TLS certificates of every service that speaks TLS.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+_app: typer.Typer | None = None
+
+
+def __getattr__(name: str) -> Any:
+    # ``app`` is built on first use: a plain `tlswatch scan` never imports Typer
+    # (tlswatch.cli.scanrun, docs/performance.md).
+    global _app
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _app is None:
+        import typer
+
+        _app = typer.Typer(
+            name="tlswatch",
+            help="Watch the TLS certificates of every service that speaks TLS.",
+            no_args_is_help=True,
+            add_completion=False,
+            pretty_exceptions_enable=False,
+        )
+    return _app
 
 
 #: commands whose module needs nothing else: `tlswatch check|scan` then skips importing the
@@ -31,8 +46,14 @@ def _register() -> None:
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "scan":
+        from tlswatch.cli.scanrun import parse_scan_args, run_standalone
+
+        kwargs = parse_scan_args(sys.argv[2:])
+        if kwargs is not None:  # a plain valid scan: no Typer (start-up, memory)
+            run_standalone(kwargs)
     _register()
     try:
-        app()
+        __getattr__("app")()
     except KeyboardInterrupt:
         sys.exit(130)

@@ -9,11 +9,10 @@ only copies finished lines to stdout, in order of completion.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from datetime import datetime
-
-import typer
-from rich.console import Console
+from typing import Any
 
 from tlswatch.errors import TargetError
 from tlswatch.model import Status, TargetResult
@@ -38,7 +37,7 @@ def run_pooled(
     settings: ProbeSettings,
 ) -> tuple[Status, list[str]]:
     """Scan ``file`` with ``workers`` processes; the worst status and the bad lines."""
-    from tlswatch.cli.check import _lines, _target, emit  # check imports this module
+    from tlswatch.cli.scanrun import _lines, _target, echo_err, emit, stderr_console
 
     async def handle(item: tuple[int, str]) -> Record:
         n, line = item
@@ -58,22 +57,27 @@ def run_pooled(
     )  # forks here, before any event loop exists
 
     async def drive() -> tuple[Status, list[str]]:
-        console = Console(stderr=True)
-        show = console.is_terminal if progress is None else progress
+        # Rich only when a bar may be drawn (scanrun.stderr_console): start-up and memory
+        console = stderr_console(progress, fmt)
+        show = console is not None and (console.is_terminal if progress is None else progress)
         collected: list[TargetResult] = []
         bad: list[str] = []
         worst = Status.OK
-        from rich.progress import Progress, SpinnerColumn, TextColumn
+        with contextlib.ExitStack() as stack:
+            bar: Any = None
+            if show:
+                from rich.progress import Progress, SpinnerColumn, TextColumn
 
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.completed} done"),
-            console=console,
-            disable=not show,
-            transient=True,
-            redirect_stdout=sys.stdout.isatty(),  # never send `> file` output to the bar
-        ) as bar:
-            task = bar.add_task("", total=None)
+                bar = stack.enter_context(
+                    Progress(
+                        SpinnerColumn(),
+                        TextColumn("{task.completed} done"),
+                        console=console,
+                        transient=True,
+                        redirect_stdout=sys.stdout.isatty(),  # never `> file` output to the bar
+                    )
+                )
+                task = bar.add_task("", total=None)
             async for batch in pool.results(_lines(file)):
                 for kind, status, payload in batch:
                     worst = Status.worst([worst, Status(status)])
@@ -85,9 +89,10 @@ def run_pooled(
                             collected.append(payload)
                     else:
                         bad.append(str(payload))
-                        typer.echo(f"tlswatch: {payload}", err=True)
+                        echo_err(f"tlswatch: {payload}")
                 sys.stdout.flush()
-                bar.update(task, advance=len(batch))
+                if bar is not None:
+                    bar.update(task, advance=len(batch))
         if fmt != "jsonl":
             emit(collected, fmt, checked_at, verbose)
         return worst, bad

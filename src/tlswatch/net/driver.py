@@ -288,10 +288,7 @@ async def _upgrade_and_handshake(
     facts = engine.facts
     if facts is None:  # pragma: no cover - done implies one of the two
         return result(Failure(FailureClass.TLS_ERROR, "TLS handshake ended without a result"))
-    try:
-        conn.write(engine.close_notify())  # courtesy only: failures here change nothing
-    except (_PhaseFailed, ssl.SSLError, ValueError):
-        pass
+    # (our close_notify left with our last flight: see _handshake)
     return result(None, facts.chain, TLSInfo(facts.version, facts.cipher, facts.alpn))
 
 
@@ -356,12 +353,24 @@ async def _handshake(conn: _Conn, engine: TLSEngine) -> None:
         if data is None:
             conn.write(engine.handle_timer(time.monotonic()))
             continue
-        conn.write(engine.receive_data(data))
+        out = engine.receive_data(data)
+        if engine.facts is not None:
+            # Done: the close_notify that ends the session politely travels with our last
+            # flight (TLS 1.3: our Finished), one send instead of two per endpoint.
+            out += _close_notify(engine)
+        conn.write(out)
     try:
         await conn.drain()
     except _PhaseFailed:
         # The handshake is decided; a server closing right after it changes nothing.
         pass
+
+
+def _close_notify(engine: TLSEngine) -> bytes:
+    try:
+        return engine.close_notify()
+    except (ssl.SSLError, ValueError):  # courtesy only: failures here change nothing
+        return b""
 
 
 async def _read_or_timer(conn: _Conn, due: float | None) -> bytes | None:

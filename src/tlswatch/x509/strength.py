@@ -9,6 +9,8 @@ Debian, Ubuntu and RHEL clients: 112-bit security), with the issue's thresholds:
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
 
@@ -30,8 +32,11 @@ _RSASSA_PSS = "1.2.840.113549.1.1.10"
 _WEAK_HASH_NAMES = {"md5": "MD5", "sha1": "SHA-1"}
 
 
+@lru_cache(maxsize=1024)
 def weak_key(cert: x509.Certificate) -> str | None:
-    """A description of why the public key is too weak, or None."""
+    """A description of why the public key is too weak, or None. Cached per certificate
+    (they hash by their DER): each endpoint's path is judged twice, and decoding a key
+    costs more than the rest of this check."""
     try:
         key = cert.public_key()
     except Exception:  # unknown algorithms are not "weak", just unknown

@@ -15,6 +15,7 @@ file is re-read). No network here.
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -85,6 +86,10 @@ class Anchors:
     def contains(self, cert: x509.Certificate) -> bool:
         """True when ``cert`` is an anchor: the same certificate, or the same subject and
         key (a re-issued root is the same anchor, as RFC 5280 §6.1.1(d) defines one)."""
+        # Either way an anchor has this subject: most certificates (every leaf) are ruled
+        # out by one dictionary lookup, without re-encoding the certificate or its key.
+        if cert.subject not in self.by_subject:
+            return False
         if cert.public_bytes(serialization.Encoding.DER) in self._ders:
             return True
         return (cert.subject, _spki(cert)) in self._keys
@@ -93,11 +98,25 @@ class Anchors:
         return list(self.by_subject.get(cert.issuer, ()))
 
 
+#: how long a CA file's modification time is trusted before it is looked at again: a scan
+#: asks for the anchors on every target, and one stat per second notices an edited file
+MTIME_TTL = 1.0
+_mtimes: dict[str, tuple[float, int]] = {}
+
+
 def _mtime(path: str) -> int:
+    now = time.monotonic()
+    seen = _mtimes.get(path)
+    if seen is not None and now - seen[0] < MTIME_TTL:
+        return seen[1]
     try:
-        return os.stat(path).st_mtime_ns
+        mtime = os.stat(path).st_mtime_ns
     except OSError:
-        return -1
+        mtime = -1
+    if len(_mtimes) > 256:
+        _mtimes.clear()
+    _mtimes[path] = (now, mtime)
+    return mtime
 
 
 def read_bundle(path: str) -> tuple[list[x509.Certificate], str | None]:

@@ -41,6 +41,7 @@ from cryptography.x509.verification import (
     PolicyBuilder,
     VerificationError,
 )
+from cryptography.x509.verification import Store as _Store
 
 from tlswatch.x509 import hostname, strength
 from tlswatch.x509.certinfo import load
@@ -128,6 +129,12 @@ def name_text(name: x509.Name) -> str:
 
 def der_of(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
+
+
+@lru_cache(maxsize=1024)
+def _fingerprint(cert: x509.Certificate) -> str:
+    # Cached: the anchors and fetched issuers of a scan recur on every endpoint.
+    return hashlib.sha256(der_of(cert)).hexdigest()
 
 
 def label(
@@ -231,6 +238,170 @@ def _short(message: str) -> str:
     return head if sep else message
 
 
+# --- validating the shared part of a path once ------------------------------------------
+#
+# A scan meets the same intermediate on thousands of endpoints. cryptography's path builder
+# (a depth-first search, trusted candidates first) re-verifies "intermediate ← root" for
+# each. What it does above the leaf's issuer X does not depend on the leaf, except through
+# name constraints (evaluated against the leaf's names) and the check time; so once a full
+# validation of some leaf succeeded through X, a later leaf whose *only* issuer candidate
+# is X (the builder could not go anywhere else) reaches the same path, provided:
+#
+# * no certificate the search can visit above X carries nameConstraints (X's own are
+#   applied by the short check below, which sees X exactly as the full search does);
+# * every certificate the search can visit (X, its candidate issuers, theirs, ...) is
+#   inside or outside its validity period at the new time exactly as at the cached one;
+# * the leaf is not itself an anchor, and the same anchor set and sent intermediates.
+#
+# The short check is cryptography's own verifier with X as the only anchor: the leaf's EE
+# policy, X's CA policy at depth 0, the leaf's signature by X, X's name constraints, the
+# leaf's validity. If it refuses anything, the full validation runs and gives the verdict
+# and message, so failures are always judged the uncached way. tests/test_verify_cache.py
+# compares cached and uncached verdicts.
+
+
+@dataclass(frozen=True, slots=True)
+class _Tail:
+    """A validated path above the leaf, and when it may be reused."""
+
+    #: the anchor set validated against (held so its id() cannot be reused while cached)
+    store: Any
+    #: the path above the leaf, the leaf's issuer first (as the validator returned it)
+    certs: tuple[x509.Certificate, ...]
+    #: the short check's store: the leaf's issuer as the only anchor
+    issuer_store: Any
+    #: validity (not before, not after) of every certificate the search can visit
+    windows: tuple[tuple[datetime, datetime], ...]
+    #: inside each window at the validation time, and not before / not after it
+    state: tuple[tuple[bool, bool], ...]
+
+
+#: switch for tests comparing cached and uncached verdicts
+TAIL_CACHE = True
+_MAX_TAILS = 256
+_tails: dict[tuple[int, tuple[bytes, ...]], _Tail] = {}
+
+
+def clear_tail_cache() -> None:
+    _tails.clear()
+
+
+def _window_state(
+    windows: Sequence[tuple[datetime, datetime]], at: datetime
+) -> tuple[tuple[bool, bool], ...]:
+    # cryptography validates at whole seconds (an ASN.1 time): nb <= t <= na
+    t = at.replace(microsecond=0)
+    return tuple((nb <= t, t <= na) for nb, na in windows)
+
+
+def _sole_issuer(
+    cert: x509.Certificate, intermediates: Sequence[x509.Certificate], anchors: Anchors
+) -> x509.Certificate | None:
+    """The one certificate path building can try as ``cert``'s issuer, or None when there
+    are none or several. Python's Name equality is at least as loose as cryptography's, so
+    one candidate here means at most one there."""
+    found = anchors.by_subject.get(cert.issuer, ())
+    count = len(found)
+    only = found[0] if found else None
+    for c in intermediates:
+        if c.subject == cert.issuer:
+            count += 1
+            only = c
+    return only if count == 1 else None
+
+
+def _reachable(
+    start: x509.Certificate, intermediates: Sequence[x509.Certificate], anchors: Anchors
+) -> list[x509.Certificate]:
+    """``start`` and every certificate path building may visit above it (a superset)."""
+    seen = {start}
+    todo = [start]
+    while todo:
+        cur = todo.pop()
+        cands = [*anchors.by_subject.get(cur.issuer, ()), *intermediates]
+        for c in cands:
+            if c not in seen and c.subject == cur.issuer:
+                seen.add(c)
+                todo.append(c)
+    return list(seen)
+
+
+def _cacheable_tail(
+    chain: Sequence[x509.Certificate],
+    intermediates: Sequence[x509.Certificate],
+    anchors: Anchors,
+    at: datetime,
+) -> _Tail | None:
+    if len(chain) < 2 or _sole_issuer(chain[0], intermediates, anchors) != chain[1]:
+        return None
+    issuer = chain[1]
+    try:
+        visited = _reachable(issuer, intermediates, anchors)
+        for c in visited:
+            if c is issuer or c == issuer:
+                continue
+            try:
+                c.extensions.get_extension_for_class(x509.NameConstraints)
+            except x509.ExtensionNotFound:
+                continue
+            return None  # constraints above the issuer are applied to each leaf's names
+        windows = tuple((c.not_valid_before_utc, c.not_valid_after_utc) for c in visited)
+        return _Tail(
+            anchors.store,
+            tuple(chain[1:]),
+            _Store([issuer]),
+            windows,
+            _window_state(windows, at),
+        )
+    except Exception:  # an odd certificate: just do not cache
+        return None
+
+
+def _validate_shared(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    key: tuple[bytes, ...],
+    anchors: Anchors,
+    at: datetime,
+) -> tuple[list[x509.Certificate] | None, str | None]:
+    """:func:`validate`, reusing a validated path above the leaf's issuer when that gives
+    the same answer (see the comment above); ``key`` identifies ``intermediates`` (DER)."""
+    if not TAIL_CACHE or anchors.store is None:
+        return validate(leaf, intermediates, anchors, at)
+    cache_key = (id(anchors.store), key)
+    tail = _tails.get(cache_key)
+    if (
+        tail is not None
+        and tail.store is anchors.store
+        and _window_state(tail.windows, at) == tail.state
+        and not anchors.contains(leaf)
+        and _sole_issuer(leaf, intermediates, anchors) == tail.certs[0]
+    ):
+        ca, ee = _policies()
+        try:
+            (
+                PolicyBuilder()
+                .store(tail.issuer_store)
+                .time(at)
+                .max_chain_depth(MAX_DEPTH)
+                .extension_policies(ca_policy=ca, ee_policy=ee)
+                .build_client_verifier()
+                .verify(leaf, [])
+            )
+        except Exception:  # noqa: S110 - refused: the full validation judges and explains it
+            pass
+        else:
+            return [leaf, *tail.certs], None
+    path, error = validate(leaf, intermediates, anchors, at)
+    if path is not None and not anchors.contains(leaf):
+        new = _cacheable_tail(path, intermediates, anchors, at)
+        if new is not None:
+            if len(_tails) >= _MAX_TAILS:
+                del _tails[next(iter(_tails))]
+            _tails[cache_key] = new
+    return path, error
+
+
 @dataclass
 class _Sent:
     position: int
@@ -256,21 +427,26 @@ def verify_chain(
         detail = "certificate #0 (the leaf) is not a valid DER X.509 certificate"
         return ChainVerdict("invalid", False, False, detail, {"invalid": detail})
     others = [s.cert for s in sent[1:] if s.cert is not None]
-    by_der = {s.der: s for s in sent if s.cert is not None}
-    fetched_ders = {der_of(c) for c in fetched}
+    # Certificates hash and compare by their DER: no re-encoding to find one.
+    by_cert = {s.cert: s for s in sent if s.cert is not None}
+    fetched_set = set(fetched)
 
     def path_cert(cert: x509.Certificate) -> PathCert:
-        der = der_of(cert)
-        fp = hashlib.sha256(der).hexdigest()
-        if der in by_der:
-            return PathCert(cert, fp, by_der[der].position, "sent")
-        if der in fetched_ders and not anchors.contains(cert):
+        s = by_cert.get(cert)
+        if s is not None:
+            return PathCert(cert, hashlib.sha256(s.der).hexdigest(), s.position, "sent")
+        fp = _fingerprint(cert)
+        if cert in fetched_set and not anchors.contains(cert):
             return PathCert(cert, fp, None, "fetched")
         return PathCert(cert, fp, None, "store")
 
     defects: dict[str, str] = {}
     intermediates = [*others, *fetched]
-    valid_path, validator_error = validate(leaf, intermediates, anchors, now)
+    if fetched:
+        valid_path, validator_error = validate(leaf, intermediates, anchors, now)
+    else:
+        key = tuple(s.der for s in sent[1:] if s.cert is not None)
+        valid_path, validator_error = _validate_shared(leaf, others, key, anchors, now)
     if valid_path is not None:
         path = tuple(path_cert(c) for c in valid_path)
         anchored = True
