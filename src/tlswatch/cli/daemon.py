@@ -15,7 +15,6 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from tlswatch.cli import app
@@ -28,6 +27,7 @@ from tlswatch.daemon.config import (
 )
 from tlswatch.daemon.store import repo
 from tlswatch.daemon.store.db import Database, StoreError
+from tlswatch.render.console import stdout_console
 from tlswatch.render.text import clean
 
 config_app = typer.Typer(help="Configuration file tools.", no_args_is_help=True)
@@ -171,7 +171,7 @@ def status(
             d["last_probe"] or "never",
             clean(errors.get(d["target"]) or ""),
         )
-    Console(highlight=False).print(table)
+    stdout_console().print(table)
 
 
 # -- certs ----------------------------------------------------------------------------------
@@ -237,7 +237,7 @@ def certs(
                 for e in c["endpoints"]
             ),
         )
-    Console(highlight=False).print(table)
+    stdout_console().print(table)
 
 
 # -- history --------------------------------------------------------------------------------
@@ -290,7 +290,7 @@ def history(
             (r["fingerprint"] or "-")[:16],
             clean(r["error"] or notes),
         )
-    Console(highlight=False).print(table)
+    stdout_console().print(table)
 
 
 # -- silences -------------------------------------------------------------------------------
@@ -370,7 +370,7 @@ def silence_list(
             r["source"],
             clean(r["reason"]),
         )
-    Console(highlight=False).print(table)
+    stdout_console().print(table)
 
 
 @silence_app.command("remove")
@@ -442,4 +442,4 @@ def alerts(
             clean(r["title"]),
             clean(r["last_error"] or ""),
         )
-    Console(highlight=False).print(table)
+    stdout_console().print(table)

@@ -82,11 +82,10 @@ def emit(
         render = {"nagios": render_nagios, "prometheus": render_prometheus, "csv": render_csv}
         sys.stdout.write(render[fmt](results))
     else:
-        from rich.console import Console
-
+        from tlswatch.render.console import stdout_console  # Rich only when drawing
         from tlswatch.render.table import render_table
 
-        render_table(results, Console(highlight=False), verbose)
+        render_table(results, stdout_console(), verbose)
 
 
 #: a comment: a whole line starting with ``#``, or `` #...`` after a URL
