@@ -294,7 +294,10 @@ def test_arbitrary_bytes_in_any_state(prefix: bytes, tail: bytes) -> None:
     assert out.final is not None and out.extra == []
 
 
-atoms = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789=-+", min_size=1, max_size=12)
+# Capability atoms other than STARTTLS: whether it is listed is the `offer` flag's job.
+atoms = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789=-+", min_size=1, max_size=12).filter(
+    lambda a: a != "STARTTLS"
+)
 
 
 @given(

@@ -206,7 +206,10 @@ def test_arbitrary_bytes_in_any_state(prefix: bytes, tail: bytes) -> None:
     assert out.final is not None and out.extra == []
 
 
-names = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ-.", min_size=1, max_size=10)
+# Capability names other than STLS: whether STLS is listed is the `offer` flag's job.
+names = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ-.", min_size=1, max_size=10).filter(
+    lambda n: n.split(" ")[0] != "STLS"
+)
 
 
 @given(

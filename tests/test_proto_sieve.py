@@ -202,7 +202,8 @@ values = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E),
 
 
 @given(
-    st.lists(st.tuples(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ-", min_size=1, max_size=10), values, st.booleans()), max_size=6),
+    # capability names other than STARTTLS: whether it is listed is the `offer` flag's job
+    st.lists(st.tuples(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ-", min_size=1, max_size=10).filter(lambda n: n != "STARTTLS"), values, st.booleans()), max_size=6),
     st.booleans(),
     st.sampled_from([b'OK "go"', b'NO "no"', b"BYE"]),
     st.lists(st.integers(min_value=1, max_value=400), max_size=10),

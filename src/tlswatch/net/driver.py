@@ -74,10 +74,13 @@ class _Conn:
             return b""
         except OSError as exc:
             raise _PhaseFailed(_closed(self.during, exc)) from None
-        self.received += len(data)
-        if data:
-            self.last = (self.last + data)[-200:]
+        self._count(data)
         return data
+
+    def _count(self, data: bytes) -> None:
+        """Account for received bytes: the total, and the tail quoted in messages."""
+        self.received += len(data)
+        self.last = (self.last + data)[-200:]
 
     def write(self, data: bytes) -> None:
         if not data:
@@ -151,58 +154,16 @@ async def probe_endpoint(
             upgrade=info,
         )
 
-    if transport == "udp":
-        return await _probe_datagram(
-            address,
-            port,
-            result,
-            timings,
-            info,
-            timeout=timeout,
-            server_hostname=server_hostname,
-            context=context,
-            negotiator=negotiator,
-            framer_factory=framer_factory,
-            protocol_name=protocol_name,
-        )
-    # Phase 1: connect.
     start = time.perf_counter()
-    try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(
-                address.ip, port, family=address.family, limit=READ_SIZE
-            )
-    except TimeoutError:
-        # Also the kernel's own ETIMEDOUT (TimeoutError is that OSError subclass).
-        return result(
-            Failure(
-                FailureClass.CONNECT_TIMEOUT,
-                f"no answer to the TCP connection within {timeout:g}s "
-                "(a firewall dropping packets, the host down, or its listen queue full)",
-            )
-        )
-    except ConnectionRefusedError:
-        return result(
-            Failure(
-                FailureClass.CONNECT_REFUSED,
-                f"connection refused on port {port}: nothing listens there",
-            )
-        )
-    except OSError as exc:
-        # EHOSTUNREACH, ENETUNREACH, EADDRNOTAVAIL (e.g. IPv6 disabled): no connection.
-        return result(
-            Failure(FailureClass.CONNECT_REFUSED, f"cannot connect: {_oserror_text(exc)}")
-        )
-    except Exception as exc:  # a probe never raises
-        return result(Failure(FailureClass.CONNECT_REFUSED, _bug("cannot connect", exc)))
+    # Phase 1: connect.
+    if transport == "udp":
+        opened = await _open_datagram(address, port)
+    else:
+        opened = await _open_stream(address, port, timeout)
+    if isinstance(opened, Failure):
+        return result(opened)
     timings["connect"] = _ms(start)
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:  # pragma: no cover
-            pass
-    conn = _Conn(reader, writer)
+    conn = opened
     try:
         return await _upgrade_and_handshake(
             conn,
@@ -218,6 +179,39 @@ async def probe_endpoint(
         )
     finally:
         conn.close()
+
+
+async def _open_stream(address: Address, port: int, timeout: float) -> _Conn | Failure:
+    """A TCP connection, or why there is none."""
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(
+                address.ip, port, family=address.family, limit=READ_SIZE
+            )
+    except TimeoutError:
+        # Also the kernel's own ETIMEDOUT (TimeoutError is that OSError subclass).
+        return Failure(
+            FailureClass.CONNECT_TIMEOUT,
+            f"no answer to the TCP connection within {timeout:g}s "
+            "(a firewall dropping packets, the host down, or its listen queue full)",
+        )
+    except ConnectionRefusedError:
+        return Failure(
+            FailureClass.CONNECT_REFUSED,
+            f"connection refused on port {port}: nothing listens there",
+        )
+    except OSError as exc:
+        # EHOSTUNREACH, ENETUNREACH, EADDRNOTAVAIL (e.g. IPv6 disabled): no connection.
+        return Failure(FailureClass.CONNECT_REFUSED, f"cannot connect: {_oserror_text(exc)}")
+    except Exception as exc:  # a probe never raises
+        return Failure(FailureClass.CONNECT_REFUSED, _bug("cannot connect", exc))
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # pragma: no cover
+            pass
+    return _Conn(reader, writer)
 
 
 async def _upgrade_and_handshake(
@@ -435,8 +429,7 @@ class _DatagramConn(_Conn):
                     )
                 )
             raise _PhaseFailed(_closed(self.during, item))
-        self.received += len(item)
-        self.last = (self.last + item)[-200:]
+        self._count(item)
         return len(item).to_bytes(_RECORD_HEADER, "big") + item
 
     def write(self, data: bytes) -> None:
@@ -459,47 +452,16 @@ class _DatagramConn(_Conn):
         self.transport.close()
 
 
-async def _probe_datagram(
-    address: Address,
-    port: int,
-    result: Callable[..., Observation],
-    timings: dict[str, float | None],
-    info: dict[str, str],
-    *,
-    timeout: float,
-    server_hostname: str | None,
-    context: ssl.SSLContext,
-    negotiator: Negotiator | None,
-    framer_factory: Callable[[Negotiator | None], RecordFramer] | None,
-    protocol_name: str,
-) -> Observation:
-    """The UDP transport: no connection to set up ("connect" binds a socket with a fixed
-    peer; an ICMP port-unreachable shows on a later read), then the same phases as TCP."""
-    start = time.perf_counter()
+async def _open_datagram(address: Address, port: int) -> _Conn | Failure:
+    """A UDP "connection", or why there is none: nothing goes on the wire ("connect" binds
+    a socket with a fixed peer; an ICMP port-unreachable shows on a later read)."""
     loop = asyncio.get_running_loop()
     try:
         transport, proto = await loop.create_datagram_endpoint(
             _DatagramProtocol, remote_addr=(address.ip, port), family=address.family
         )
     except OSError as exc:
-        return result(
-            Failure(FailureClass.CONNECT_REFUSED, f"cannot connect: {_oserror_text(exc)}")
-        )
-    timings["connect"] = _ms(start)
+        return Failure(FailureClass.CONNECT_REFUSED, f"cannot connect: {_oserror_text(exc)}")
     conn = _DatagramConn(transport, proto)
     conn.port = port
-    try:
-        return await _upgrade_and_handshake(
-            conn,
-            result,
-            timings,
-            info,
-            timeout=timeout,
-            server_hostname=server_hostname,
-            context=context,
-            negotiator=negotiator,
-            framer_factory=framer_factory,
-            protocol_name=protocol_name,
-        )
-    finally:
-        conn.close()
+    return conn

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from tlswatch.errors import Failure, FailureClass, excerpt
+from tlswatch.protocols.sniff import tls_hint
 
 #: Default cap on the plaintext a negotiator buffers before giving up (STYLE.md rule 3).
 DEFAULT_MAX_BUFFER = 64 * 1024
@@ -115,6 +116,17 @@ class Negotiator(abc.ABC):
     def fail(self, code: FailureClass, message: str, evidence: bytes | None = None) -> list[Event]:
         self.done = True
         return [Failed(Failure(code, message, excerpt(evidence) if evidence else None))]
+
+    def framing_error(
+        self, message: str, evidence: bytes, waiting: str, implicit: str | None
+    ) -> list[Event]:
+        """protocol_error for bytes that broke the protocol's framing, naming the reply we
+        were ``waiting`` for; when they are a TLS record, it advises the ``implicit``-TLS
+        scheme (None: no advice in this state)."""
+        hint = tls_hint(evidence, implicit) if implicit is not None else ""
+        return self.fail(
+            FailureClass.PROTOCOL_ERROR, f"{message} while waiting for {waiting}{hint}", evidence
+        )
 
     def closed(self, during: str, evidence: bytes = b"") -> list[Event]:
         return self.fail(

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from tlswatch.errors import FailureClass, excerpt
 from tlswatch.protocols.base import Event, Negotiator, NegotiatorContext, Send, StateTable
 from tlswatch.protocols.literals import FramingError, LiteralLineReader, LogicalLine
-from tlswatch.protocols.sniff import tls_hint
 
 CAPABILITY_TAG = "a1"
 STARTTLS_TAG = "a2"
@@ -138,14 +137,12 @@ class IMAPNegotiator(Negotiator):
         try:
             self._reader.feed(data)
             events: list[Event] = []
-            while not self.done:
-                head = self._reader.peek()
-                if not _could_start_response(head):
-                    raise ResponseError("not an IMAP response (RFC 9051 §7)", head)
-                line = self._reader.next_line()
-                if line is None:
-                    break
+            for line in self._reader.lines(
+                _could_start_response, "not an IMAP response (RFC 9051 §7)"
+            ):
                 events += self._on_response(parse_response(line), line)
+                if self.done:
+                    break
             return events
         except (ResponseError, FramingError) as exc:
             waiting = {
@@ -153,11 +150,7 @@ class IMAPNegotiator(Negotiator):
                 _State.CAPABILITY_SENT: "the CAPABILITY response",
             }.get(self._state, "the STARTTLS response")
             self._move(_State.DONE)
-            return self.fail(
-                FailureClass.PROTOCOL_ERROR,
-                f"{exc} while waiting for {waiting}" + tls_hint(exc.evidence, "imaps://"),
-                exc.evidence,
-            )
+            return self.framing_error(str(exc), exc.evidence, waiting, "imaps://")
 
     def _eof(self) -> list[Event]:
         state = self._state

@@ -15,6 +15,7 @@ A literal larger than its cap fails as soon as its marker is read, not after buf
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from tlswatch.protocols.lines import MAX_LINE
@@ -107,6 +108,21 @@ class LiteralLineReader:
         one is): lets a parser reject bytes that cannot start a response at once, without
         waiting for a line break a binary answer may never contain."""
         return b"" if self._parts or self._literal is not None else bytes(self._buf[:8])
+
+    def lines(self, could_start: Callable[[bytes], bool], not_a_line: str) -> Iterator[LogicalLine]:
+        """The complete logical lines, one by one, until more bytes are needed.
+
+        Bytes that ``could_start`` rejects at the start of a line fail at once (FramingError
+        ``not_a_line``), without waiting for a line break a binary answer may never contain.
+        Stop iterating to leave what follows raw in :attr:`pending`."""
+        while True:
+            head = self.peek()
+            if not could_start(head):
+                raise FramingError(not_a_line, head)
+            line = self.next_line()
+            if line is None:
+                return
+            yield line
 
     def feed(self, data: bytes) -> None:
         self._buf += data

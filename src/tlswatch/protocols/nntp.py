@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from tlswatch.errors import FailureClass, excerpt
 from tlswatch.protocols.base import Event, Negotiator, NegotiatorContext, Send, StateTable
 from tlswatch.protocols.lines import LineBuffer, LineTooLong
-from tlswatch.protocols.sniff import tls_hint
 
 #: RFC 3977 §3.1: a response line is at most 512 octets; data blocks have no limit, but a
 #: capability list is a few hundred bytes
@@ -133,14 +132,11 @@ class NNTPNegotiator(Negotiator):
         except (LineTooLong, ResponseError) as exc:
             evidence = exc.evidence if isinstance(exc, ResponseError) else exc.tail
             message = str(exc) if isinstance(exc, ResponseError) else "response line too long"
-            hint = tls_hint(evidence, "nntps://") if self._state is _State.GREETING else ""
+            # Only a greeting may be a TLS record from an implicit-TLS port.
+            implicit = "nntps://" if self._state is _State.GREETING else None
             waiting = _WAITING[self._state]
             self._move(_State.DONE)
-            return self.fail(
-                FailureClass.PROTOCOL_ERROR,
-                f"{message} while waiting for {waiting}{hint}",
-                evidence,
-            )
+            return self.framing_error(message, evidence, waiting, implicit)
         return events
 
     def _check_head(self, head: bytes) -> None:

@@ -23,7 +23,6 @@ import enum
 from tlswatch.errors import FailureClass, excerpt
 from tlswatch.protocols.base import Event, Negotiator, NegotiatorContext, Send, StateTable
 from tlswatch.protocols.lines import LineBuffer, LineTooLong
-from tlswatch.protocols.sniff import tls_hint
 
 CAPA = b"CAPA\r\n"  # RFC 2449 §5
 STLS = b"STLS\r\n"  # RFC 2595 §4
@@ -126,11 +125,7 @@ class POP3Negotiator(Negotiator):
             _State.CAPA_LIST: "the end of the CAPA list",
         }.get(self._state, "the STLS response")
         self._move(_State.DONE)
-        return self.fail(
-            FailureClass.PROTOCOL_ERROR,
-            f"{message} while waiting for {waiting}" + tls_hint(evidence, "pop3s://"),
-            evidence,
-        )
+        return self.framing_error(message, evidence, waiting, "pop3s://")
 
     def _eof(self) -> list[Event]:
         state = self._state

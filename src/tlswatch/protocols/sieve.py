@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from tlswatch.errors import FailureClass, excerpt
 from tlswatch.protocols.base import Event, Negotiator, NegotiatorContext, Send, StateTable
 from tlswatch.protocols.literals import FramingError, LiteralLineReader, LogicalLine, literal_size
-from tlswatch.protocols.sniff import tls_hint
 
 STARTTLS = b"STARTTLS\r\n"  # RFC 5804 §2.2
 MAX_CAPABILITIES = 500
@@ -189,14 +188,12 @@ class SieveNegotiator(Negotiator):
         try:
             self._reader.feed(data)
             events: list[Event] = []
-            while not self.done:
-                head = self._reader.peek()
-                if not _could_start_line(head):
-                    raise ResponseError("not a ManageSieve response (RFC 5804 §4)", head)
-                line = self._reader.next_line()
-                if line is None:
-                    break
+            for line in self._reader.lines(
+                _could_start_line, "not a ManageSieve response (RFC 5804 §4)"
+            ):
                 events += self._on_line(line)
+                if self.done:
+                    break
             return events
         except (ResponseError, FramingError) as exc:
             waiting = (
@@ -205,11 +202,7 @@ class SieveNegotiator(Negotiator):
                 else "the STARTTLS response"
             )
             self._move(_State.DONE)
-            return self.fail(
-                FailureClass.PROTOCOL_ERROR,
-                f"{exc} while waiting for {waiting}" + tls_hint(exc.evidence, "tls://"),
-                exc.evidence,
-            )
+            return self.framing_error(str(exc), exc.evidence, waiting, "tls://")
 
     def _eof(self) -> list[Event]:
         state = self._state

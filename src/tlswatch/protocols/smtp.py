@@ -25,18 +25,14 @@ from __future__ import annotations
 import enum
 import platform
 import re
-from dataclasses import dataclass
 from functools import cache
 
 from tlswatch.errors import FailureClass, excerpt
+from tlswatch.protocols import replies
 from tlswatch.protocols.base import Event, Negotiator, NegotiatorContext, Send, StateTable
-from tlswatch.protocols.lines import MAX_LINE
-from tlswatch.protocols.sniff import tls_hint
+from tlswatch.protocols.replies import MAX_REPLY_LINES, Reply, ReplyDialect, ReplyError
 
 STARTTLS = b"STARTTLS\r\n"  # RFC 3207 §4: no parameters
-#: lines one reply may have: an EHLO reply lists a dozen or two extensions, a greeting
-#: banner a few lines; anything longer is not a mail server worth waiting for
-MAX_REPLY_LINES = 500
 #: name sent in EHLO when neither ``ehlo=`` nor a fully qualified local host name is known
 #: (RFC 2606 reserves .invalid: it cannot belong to anyone)
 FALLBACK_EHLO = "tlswatch.invalid"
@@ -70,132 +66,17 @@ def default_ehlo_name() -> str:
     return FALLBACK_EHLO
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """One complete SMTP reply: its code and its lines' text (code and separator removed)."""
+class ReplyParser(replies.ReplyParser):
+    """RFC 5321 §4.2 reply framing: codes 2yz-5yz, and every line of a multi-line reply
+    carries the reply's code (§4.2.1)."""
 
-    code: int
-    lines: tuple[str, ...]
-
-    @property
-    def text(self) -> str:
-        joined = " ".join(line.strip() for line in self.lines if line.strip())
-        return excerpt(joined.encode("utf-8", "replace"), 200)
-
-    def __str__(self) -> str:
-        return f"{self.code} {self.text}".rstrip()
-
-
-class ReplyError(Exception):
-    """The bytes are not SMTP replies; carries the offending bytes."""
-
-    def __init__(self, message: str, evidence: bytes) -> None:
-        super().__init__(message)
-        self.evidence = evidence
-
-
-def _could_start_line(head: bytes | bytearray) -> bool:
-    """Whether ``head`` may begin a reply line: ``xyz``, ``xyz-`` or ``xyz `` with x in 2-5
-    (RFC 5321 §4.2: Reply-code = %x32-35 %x30-35 %x30-39; the middle digit is accepted up to
-    9, as some servers stray there)."""
-    for i, b in enumerate(head[:4]):
-        if i == 0 and not 0x32 <= b <= 0x35:
-            return False
-        if 0 < i < 3 and not 0x30 <= b <= 0x39:
-            return False
-        if i == 3 and b not in b" -\r":
-            return False
-    return True
-
-
-class ReplyParser:
-    """Incremental RFC 5321 §4.2 reply framing, one reply at a time.
-
-    Replies are taken out one by one (:meth:`next_reply`) so that what follows a reply stays
-    raw: after the go-ahead those bytes are the injection evidence. Lines end at LF (CRLF,
-    or a bare LF as every real client accepts); one line, the lines of one reply and the
-    unconsumed buffer are capped. Bytes that cannot begin a reply fail as soon as they
-    arrive, without waiting for a line break a binary answer may never contain.
-    """
-
-    def __init__(self, max_bytes: int, max_line: int = MAX_LINE) -> None:
-        self._buf = bytearray()
-        self._max_bytes = max_bytes
-        self._max_line = max_line
-        self._code: int | None = None  # code of the open multi-line reply
-        self._open: list[bytes] = []
-
-    @property
-    def pending(self) -> bytes:
-        """Bytes received after the last line taken out."""
-        return bytes(self._buf)
-
-    @property
-    def in_reply(self) -> bool:
-        """True while a reply has started but not ended."""
-        return self._code is not None or bool(self._buf)
-
-    def feed(self, data: bytes) -> None:
-        self._buf += data
-        if len(self._buf) > self._max_bytes:
-            raise ReplyError(
-                f"more than {self._max_bytes} bytes without a complete reply",
-                bytes(self._buf[:200]),
-            )
-
-    def next_reply(self) -> Reply | None:
-        """The next complete reply, or None until more bytes arrive."""
-        while True:
-            nl = self._buf.find(b"\n")
-            if not _could_start_line(self._buf[: 4 if nl < 0 else nl]):
-                raise ReplyError("not an SMTP reply (RFC 5321 §4.2)", self._evidence(nl))
-            if nl < 0:
-                if len(self._buf) > self._max_line:
-                    raise ReplyError(
-                        f"reply line longer than {self._max_line} bytes", bytes(self._buf[:200])
-                    )
-                return None
-            line = bytes(self._buf[: nl - 1 if nl and self._buf[nl - 1] == 0x0D else nl])
-            if len(line) > self._max_line:
-                raise ReplyError(f"reply line longer than {self._max_line} bytes", line[:200])
-            del self._buf[: nl + 1]
-            reply = self._line(line)
-            if reply is not None:
-                return reply
-
-    def _evidence(self, nl: int) -> bytes:
-        head = b"\r\n".join(self._open[-2:])
-        line = bytes(self._buf[: nl if nl >= 0 else 200])
-        return (head + b"\r\n" + line if head else line)[:200]
-
-    def _line(self, line: bytes) -> Reply | None:
-        if len(line) < 3 or line[3:4] not in (b" ", b"-", b""):
-            raise ReplyError("not an SMTP reply (RFC 5321 §4.2)", line)
-        code = int(line[:3])
-        if self._code is not None and code != self._code:
-            # RFC 5321 §4.2.1: every line of a multi-line reply carries the same code.
-            raise ReplyError(
-                f"reply code changed from {self._code} to {code} inside a multi-line reply "
-                "(RFC 5321 §4.2.1)",
-                b"\r\n".join([*self._open[-2:], line]),
-            )
-        if line[3:4] == b"-":
-            if len(self._open) >= MAX_REPLY_LINES:
-                raise ReplyError(
-                    f"multi-line reply longer than {MAX_REPLY_LINES} lines",
-                    b"\r\n".join(self._open[:3]),
-                )
-            self._code = code
-            self._open.append(line)
-            return None
-        texts = tuple(_decode(x[4:]) for x in [*self._open, line])
-        self._code = None
-        self._open = []
-        return Reply(code, texts)
-
-
-def _decode(text: bytes) -> str:
-    return text.decode("utf-8", "replace")
+    dialect = ReplyDialect(
+        protocol="SMTP",
+        spec="RFC 5321 §4.2",
+        lowest_first_digit=2,
+        coded_lines=True,
+        long_line="reply line longer than {max_line} bytes",
+    )
 
 
 def capabilities(reply: Reply) -> dict[str, str]:
@@ -257,20 +138,15 @@ class SMTPNegotiator(Negotiator):
         try:
             self._parser.feed(data)
             events: list[Event] = []
-            while not self.done:
-                reply = self._parser.next_reply()
-                if reply is None:
-                    break
+            for reply in self._parser.replies():
                 events += self._on_reply(reply)
+                if self.done:
+                    break
             return events
         except ReplyError as exc:
             waiting = self._waiting_for()
             self._move(_State.DONE)
-            return self.fail(
-                FailureClass.PROTOCOL_ERROR,
-                f"{exc} while waiting for {waiting}" + tls_hint(exc.evidence, self.implicit_scheme),
-                exc.evidence,
-            )
+            return self.framing_error(str(exc), exc.evidence, waiting, self.implicit_scheme)
 
     def _waiting_for(self) -> str:
         if self._state is _State.GREETING:
@@ -388,6 +264,7 @@ class LMTPNegotiator(SMTPNegotiator):
 
 __all__ = [
     "FALLBACK_EHLO",
+    "MAX_REPLY_LINES",
     "LMTPNegotiator",
     "Reply",
     "ReplyError",
