@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from tests.support.pki import TestPKI
+
 # CI runs are derandomized: the same examples every run, so a landing never depends on luck.
 # Locally, examples are random (and failures are kept in .hypothesis/ and replayed).
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
-from tests.support.pki import TestPKI
 
 pytest_plugins = sorted(
     f"tests.servers.{p.stem}"
