@@ -286,6 +286,7 @@ def run_standalone(kwargs: dict[str, Any]) -> NoReturn:
     """Run :func:`run_scan` and exit the way Typer's standalone mode does: the exit code;
     130 on Ctrl-C; 1 with "Aborted!" on end of input; 1, quietly, when stdout's reader
     went away (EPIPE)."""
+    _tune_gc()
     try:
         code = run_scan(**kwargs)
     except KeyboardInterrupt:
@@ -301,6 +302,29 @@ def run_standalone(kwargs: dict[str, Any]) -> NoReturn:
         sys.stderr = _Pacified(sys.stderr)  # type: ignore[assignment]
         sys.exit(1)
     sys.exit(code)
+
+
+#: young-generation threshold for a scan process (CPython's default: 700)
+GC_YOUNG_THRESHOLD = 5000
+
+
+def _tune_gc() -> None:
+    """Cheaper cyclic GC for the scan process (issue 6; measured: GC time per 3,000
+    endpoints 0.15-0.20 s -> 0.09 s, 3-4 % of the scan's CPU). Only here, in the process
+    that ``tlswatch scan`` starts, never in a library caller's process.
+
+    * ``gc.freeze()``: the import-time objects (≈ 27,000: modules, classes, cryptography's
+      tables) move to the permanent generation, so full collections stop re-walking them,
+      and forked ``--workers`` children no longer copy the pages the collector would
+      otherwise write to (the documented use of freeze before fork).
+    * a larger young generation: with 100 handshakes in flight, every 700 allocations
+      walked the same live coroutines and buffers again; most per-endpoint objects die
+      by reference counting before a collection ever sees them."""
+    import gc
+
+    gc.freeze()
+    _young, mid, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, mid, old)
 
 
 _VALUE_OPTIONS = {

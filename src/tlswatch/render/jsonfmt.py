@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from tlswatch.model import CertInfo, EndpointResult, Finding, TargetResult
@@ -15,7 +16,17 @@ SCHEMA = "tlswatch.check/1"
 def iso(dt: datetime | None) -> str | None:
     if dt is None:
         return None
+    if dt.tzinfo is UTC:
+        # Certificate dates (cryptography's *_utc) and check times are UTC datetimes, and
+        # a scan renders the same not_before/not_after on every endpoint: strftime is the
+        # largest single cost of a JSON line (issue 6), so these are rendered once.
+        return _iso_utc(dt)
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@lru_cache(maxsize=1024)  # bounded: memory stays flat however many targets
+def _iso_utc(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def cert_dict(c: CertInfo) -> dict[str, Any]:

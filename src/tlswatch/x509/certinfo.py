@@ -8,7 +8,7 @@ instead of an exception.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -31,7 +31,11 @@ MALFORMED: tuple[type[Exception], ...] = (
 )
 
 
-@lru_cache(maxsize=512)
+# 256 (was 512): one endpoint's chain is loaded and reused within its own evaluation, and
+# the shared intermediates stay recent; every entry keeps a parsed certificate alive, so
+# this size is what a long scan holds (issue 6: memory flat from 1k to 10k targets).
+# verify.self_signed and strength.weak_key must stay at most half of it (see there).
+@lru_cache(maxsize=256)
 def load(der: bytes) -> x509.Certificate | None:
     """The certificate in ``der``, or None when it is not valid DER X.509 (arbitrary bytes
     from the network). The fields every analysis reads are touched here so that a lazily
@@ -106,7 +110,41 @@ def describe(der: bytes, position: int, now: datetime) -> CertInfo:
         days = None
     if facts.position == position and facts.days_left == days:
         return facts
-    return replace(facts, position=position, days_left=days)
+    if not _FIELDS_AS_EXPECTED:  # CertInfo changed shape: the generic (slower) copy
+        return replace(facts, position=position, days_left=days)
+    # dataclasses.replace re-reads the class's fields on every call (≈ 7 µs, twice per
+    # endpoint: issue 6); this is the same copy, spelled out
+    return CertInfo(
+        position,
+        facts.subject,
+        facts.issuer,
+        facts.serial,
+        facts.sha256,
+        facts.not_before,
+        facts.not_after,
+        days,
+        facts.key,
+        facts.signature_algorithm,
+        facts.san,
+        facts.parse_error,
+    )
+
+
+#: the positional order ``describe`` relies on; checked once at import
+_FIELDS_AS_EXPECTED = tuple(f.name for f in fields(CertInfo)) == (
+    "position",
+    "subject",
+    "issuer",
+    "serial",
+    "sha256",
+    "not_before",
+    "not_after",
+    "days_left",
+    "key",
+    "signature_algorithm",
+    "san",
+    "parse_error",
+)
 
 
 @lru_cache(maxsize=256)

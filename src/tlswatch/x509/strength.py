@@ -32,7 +32,7 @@ _RSASSA_PSS = "1.2.840.113549.1.1.10"
 _WEAK_HASH_NAMES = {"md5": "MD5", "sha1": "SHA-1"}
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=128)  # <= half of certinfo.load's: see verify.self_signed (memory)
 def weak_key(cert: x509.Certificate) -> str | None:
     """A description of why the public key is too weak, or None. Cached per certificate
     (they hash by their DER): each endpoint's path is judged twice, and decoding a key

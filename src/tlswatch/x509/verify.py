@@ -158,10 +158,14 @@ def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=128)
 def self_signed(cert: x509.Certificate) -> bool:
     # Cached (certificates hash and compare by their DER): a scan checks the same roots
     # and intermediates on every endpoint, and each check is a signature verification.
+    # Keep maxsize at most half of certinfo.load's: an entry here keeps its *key* object
+    # alive, so a larger cache outlives load's entry for the same DER and, on a long scan
+    # that meets the same leaves again, holds a second parsed copy of each (memory grew
+    # with the number of targets: issue 6, 1k -> 10k targets).
     return cert.subject == cert.issuer and signed_by(cert, cert)
 
 
