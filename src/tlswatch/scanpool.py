@@ -202,9 +202,13 @@ class WorkerPool(Generic[ItemT, RecordT]):
         *,
         workers: int,
         concurrency: int,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     ) -> None:
         self.handle = handle
         self.fallback = fallback
+        #: the event loop each child runs on (None: asyncio's default); the parent's is
+        #: whatever runs :meth:`results`
+        self.loop_factory = loop_factory
         #: never more processes than probes allowed in flight
         self.workers = max(1, min(workers, concurrency))
         #: in flight per process: the shares add up to exactly what the user asked for
@@ -229,7 +233,8 @@ class WorkerPool(Generic[ItemT, RecordT]):
                 sock.close()
             code = 0
             try:
-                asyncio.run(_child_main(child_end, self.handle, self.fallback, share))
+                with asyncio.Runner(loop_factory=self.loop_factory) as runner:
+                    runner.run(_child_main(child_end, self.handle, self.fallback, share))
             except KeyboardInterrupt:
                 code = 130
             except BaseException:  # report, then leave without parent cleanup

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
@@ -34,6 +33,12 @@ class ScanFormat(StrEnum):
     table = "table"
     json = "json"
     jsonl = "jsonl"
+
+
+class EventLoop(StrEnum):  # tlswatch.cli.loops.LOOP_CHOICES
+    auto = "auto"
+    asyncio = "asyncio"
+    uvloop = "uvloop"
 
 
 Sni = Annotated[str | None, typer.Option(help="SNI to send (overrides the URL's sni=)")]
@@ -93,7 +98,10 @@ def check(
         from tlswatch.net.evidence import EvidenceOptions
 
         settings.evidence = EvidenceOptions(fetch_issuers=False)
-    results = asyncio.run(check_targets(parsed, settings))
+    from tlswatch.cli.loops import loop_factory
+    from tlswatch.cli.loops import run as run_loop
+
+    results = run_loop(check_targets(parsed, settings), loop_factory("auto"))
     emit(results, fmt.value, checked_at, verbose)
     raise typer.Exit(Status.worst([r.status for r in results]).exit_code)
 
@@ -120,10 +128,14 @@ def scan_cmd(
     workers: Annotated[
         int, typer.Option(min=0, max=256, help="processes probing in parallel (0: one per CPU)")
     ] = 0,
+    loop: Annotated[
+        EventLoop,
+        typer.Option(help="event loop (auto: uvloop when installed, else asyncio's)"),
+    ] = EventLoop.auto,
 ) -> None:
     """Probe many targets with bounded concurrency; stream results (--format jsonl)."""
     code = run_scan(
         file, fmt.value, concurrency, progress, verbose,
-        sni, timeout, warn, crit, ca, dns_server, workers,
+        sni, timeout, warn, crit, ca, dns_server, workers, loop.value,
     )  # fmt: skip
     raise typer.Exit(code)

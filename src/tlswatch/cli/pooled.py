@@ -8,12 +8,13 @@ only copies finished lines to stdout, in order of completion.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 from datetime import datetime
 from typing import Any
 
+from tlswatch.cli.loops import LoopFactory
+from tlswatch.cli.loops import run as run_loop
 from tlswatch.errors import TargetError
 from tlswatch.model import Status, TargetResult
 from tlswatch.probe import ProbeSettings, check_target
@@ -35,6 +36,7 @@ def run_pooled(
     verbose: bool,
     checked_at: datetime,
     settings: ProbeSettings,
+    loop_factory: LoopFactory | None = None,
 ) -> tuple[Status, list[str]]:
     """Scan ``file`` with ``workers`` processes; the worst status and the bad lines."""
     from tlswatch.cli.scanrun import _lines, _target, echo_err, emit, stderr_console
@@ -53,7 +55,7 @@ def run_pooled(
         return ("error", Status.UNKNOWN.value, f"{file}:{n}: internal error probing {line}: {exc}")
 
     pool: WorkerPool[tuple[int, str], Record] = WorkerPool(
-        handle, fallback, workers=workers, concurrency=concurrency
+        handle, fallback, workers=workers, concurrency=concurrency, loop_factory=loop_factory
     )  # forks here, before any event loop exists
 
     async def drive() -> tuple[Status, list[str]]:
@@ -98,6 +100,6 @@ def run_pooled(
         return worst, bad
 
     try:
-        return asyncio.run(drive())
+        return run_loop(drive(), loop_factory)
     finally:
         pool.close()

@@ -162,8 +162,17 @@ def run_scan(
     ca: str | None = None,
     dns_server: list[str] | None = None,
     workers: int = 0,
+    loop: str = "auto",
 ) -> int:
     """``tlswatch scan`` with parsed options; the exit code."""
+    from tlswatch.cli.loops import LoopUnavailable, loop_factory
+    from tlswatch.cli.loops import run as run_loop
+
+    try:
+        factory = loop_factory(loop)
+    except LoopUnavailable as exc:
+        echo_err(f"tlswatch: {exc}")
+        return 3
     overrides = _overrides(sni, timeout, warn, crit, ca)
     if file != "-":
         try:
@@ -178,7 +187,7 @@ def run_scan(
 
         pooled_worst, pooled_bad = run_pooled(
             file, overrides, fmt, concurrency, workers or default_workers(),
-            progress, verbose, datetime.now(UTC), _settings(dns_server),
+            progress, verbose, datetime.now(UTC), _settings(dns_server), factory,
         )  # fmt: skip
         if pooled_bad:
             pooled_worst = Status.worst([pooled_worst, Status.UNKNOWN])
@@ -207,8 +216,9 @@ def run_scan(
 
     source = from_stdin() if file == "-" else from_file()
     checked_at = datetime.now(UTC)
-    worst = asyncio.run(
-        _run_scan(source, fmt, concurrency, progress, verbose, checked_at, _settings(dns_server))
+    worst = run_loop(
+        _run_scan(source, fmt, concurrency, progress, verbose, checked_at, _settings(dns_server)),
+        factory,
     )
     if bad:
         worst = Status.worst([worst, Status.UNKNOWN])
@@ -339,6 +349,7 @@ _VALUE_OPTIONS = {
     "--ca": "ca",
     "--dns-server": "dns_server",
     "--workers": "workers",
+    "--loop": "loop",
 }
 _FLAGS: dict[str, tuple[str, bool]] = {
     "--progress": ("progress", True),
@@ -404,6 +415,8 @@ def _convert(name: str, value: str) -> Any:
     if name == "timeout":
         return float(value)  # click's FLOAT converts with float()
     if name == "fmt" and value not in SCAN_FORMATS:
+        raise ValueError(value)
+    if name == "loop" and value not in ("auto", "asyncio", "uvloop"):  # loops.LOOP_CHOICES
         raise ValueError(value)
     return value
 
