@@ -22,7 +22,7 @@ class IssuedLeaf:
     cert_file: Path  # leaf only
     key_file: Path
     chain_file: Path  # leaf + intermediate (what a well-configured server sends)
-    fullchain_key_file: Path  # leaf + intermediate + key in one PEM (haproxy, stunnel)
+    fullchain_key_file: Path  # leaf + intermediate + key in one PEM (haproxy)
     chain_der: tuple[bytes, ...]  # leaf, intermediate
 
     @property
