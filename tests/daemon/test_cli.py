@@ -90,3 +90,34 @@ async def test_history_alerts_and_silences(
         app, ["silence", "add", "tls://unknown.example:1", "--for", "1d", "-c", str(cfg)]
     )
     assert bad.exit_code == 2 and "is neither a target" in bad.stderr
+
+
+def test_locked_store_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
+    """A store another process holds locked past the busy timeout: `silence add` (a write)
+    ends with one line naming the lock and exit 1 — no traceback, nothing half-written."""
+    import sqlite3
+
+    from tlswatch.daemon.store.db import Database
+
+    db_file = tmp_path / "tlswatch.db"
+    cfg = write_config(tmp_path, f"sqlite:///{db_file}", ["tls://127.0.0.1:1"])
+    store = Database(f"sqlite:///{db_file}")
+    store.migrate()  # the schema, as `serve` creates it
+    store.close()
+    holder = sqlite3.connect(db_file, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the write lock, held by "another process"
+    try:
+        _register()
+        res = CliRunner().invoke(
+            app, ["silence", "add", "tls://127.0.0.1:1", "--for", "1d", "-c", str(cfg)]
+        )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert res.exit_code == 1, res.output
+    assert isinstance(res.exception, SystemExit)  # typer.Exit, not an escaped StoreError
+    assert "is locked by another process" in res.stderr
+    assert "Traceback" not in res.output
+    listed = CliRunner().invoke(app, ["silence", "list", "-c", str(cfg), "--format", "json"])
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.stdout)["silences"] == []

@@ -10,9 +10,11 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -29,6 +31,9 @@ from tlswatch.daemon.store import repo
 from tlswatch.daemon.store.db import Database, StoreError
 from tlswatch.render.console import stdout_console
 from tlswatch.render.text import clean
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 config_app = typer.Typer(help="Configuration file tools.", no_args_is_help=True)
 silence_app = typer.Typer(
@@ -65,6 +70,21 @@ def _open(cfg: DaemonConfig) -> Database:
     except StoreError as exc:
         raise _die(str(exc)) from None
     return db
+
+
+@contextmanager
+def _session(cfg: DaemonConfig, doing: str = "reading") -> Iterator[Session]:
+    """One transaction on the daemon's store for a command: the store is closed whatever
+    happens, and a store error (locked, removed, unreachable) is a one-line message and
+    exit 1, never a traceback."""
+    db = _open(cfg)
+    try:
+        with db.transaction(doing) as session:
+            yield session
+    except StoreError as exc:
+        raise _die(str(exc)) from None
+    finally:
+        db.close()
 
 
 def _iso(d: datetime | None) -> str | None:
@@ -135,8 +155,7 @@ def status(
 ) -> None:
     """Targets with their status, worst first."""
     cfg = _load(config)
-    db = _open(cfg)
-    with db.transaction("reading") as s:
+    with _session(cfg, "reading") as s:
         rows = sorted(
             repo.active_targets(s),
             key=lambda r: (
@@ -157,7 +176,6 @@ def status(
             for r in rows
         ]
         errors = {r.key: r.last_error_message for r in rows}
-    db.close()
     if fmt is Fmt.json:
         sys.stdout.write(json.dumps({"targets": data}, indent=2) + "\n")
         return
@@ -187,10 +205,9 @@ def certs(
 ) -> None:
     """Certificate inventory sorted by expiry, with the endpoints serving each."""
     cfg = _load(config)
-    db = _open(cfg)
     now = datetime.now(UTC)
     out: list[dict[str, Any]] = []
-    with db.transaction("reading") as s:
+    with _session(cfg, "reading") as s:
         for cert, eps in repo.inventory(s):
             serving = [e for e in eps if e[5]]
             if not serving and not all_:
@@ -219,7 +236,6 @@ def certs(
                     ],
                 }
             )
-    db.close()
     if fmt is Fmt.json:
         sys.stdout.write(json.dumps({"certificates": out}, indent=2) + "\n")
         return
@@ -252,11 +268,9 @@ def history(
 ) -> None:
     """Probe summaries of one target, newest first."""
     cfg = _load(config)
-    db = _open(cfg)
-    with db.transaction("reading") as s:
+    with _session(cfg, "reading") as s:
         found = repo.history(s, target, limit)
         if found is None:
-            db.close()
             raise _die(f"no target {target!r} in the store", 1)
         t, probes = found
         rows: list[dict[str, Any]] = [
@@ -273,7 +287,6 @@ def history(
             for p in probes
         ]
         key = t.key
-    db.close()
     if fmt is Fmt.json:
         sys.stdout.write(json.dumps({"target": key, "probes": rows}, indent=2) + "\n")
         return
@@ -318,9 +331,8 @@ def silence_add(
         raise _die(
             f"{what!r} is neither a target (URL or name) of {cfg.path} nor a SHA-256 fingerprint", 2
         )
-    db = _open(cfg)
     now = datetime.now(UTC)
-    with db.transaction("adding a silence") as s:
+    with _session(cfg, "adding a silence") as s:
         row = repo.add_silence(
             s,
             target=None if is_fp else what,
@@ -330,7 +342,6 @@ def silence_add(
             now=now,
         )
         sid, until = row.id, row.until
-    db.close()
     typer.echo(f"silence {sid}: {what} until {_iso(until)}")
 
 
@@ -341,9 +352,8 @@ def silence_list(
 ) -> None:
     """Silences, with whether each is still active."""
     cfg = _load(config)
-    db = _open(cfg)
     now = datetime.now(UTC)
-    with db.transaction("reading") as s:
+    with _session(cfg, "reading") as s:
         rows: list[dict[str, Any]] = [
             {
                 "id": r.id,
@@ -356,7 +366,6 @@ def silence_list(
             }
             for r in repo.list_silences(s)
         ]
-    db.close()
     if fmt is Fmt.json:
         sys.stdout.write(json.dumps({"silences": rows}, indent=2) + "\n")
         return
@@ -380,10 +389,8 @@ def silence_remove(
 ) -> None:
     """Remove a silence (silences from the config file come back on the next reload)."""
     cfg = _load(config)
-    db = _open(cfg)
-    with db.transaction("removing a silence") as s:
+    with _session(cfg, "removing a silence") as s:
         removed = repo.remove_silence(s, silence_id)
-    db.close()
     if not removed:
         raise _die(f"no silence {silence_id}", 1)
     typer.echo(f"silence {silence_id} removed")
@@ -406,8 +413,7 @@ def alerts(
     from tlswatch.daemon.alerts import outbox
 
     cfg = _load(config)
-    db = _open(cfg)
-    with db.transaction("reading") as s:
+    with _session(cfg, "reading") as s:
         rows: list[dict[str, Any]] = [
             {
                 "id": r.id,
@@ -427,7 +433,6 @@ def alerts(
             }
             for r in outbox.listing(s, state, limit)
         ]
-    db.close()
     if fmt is Fmt.json:
         sys.stdout.write(json.dumps({"notifications": rows}, indent=2) + "\n")
         return

@@ -257,7 +257,11 @@ class Service:
     def _store_trouble(self, exc: StoreError) -> None:
         if self.db.path is not None and not self.db.path.exists():
             raise StoreGone(str(exc)) from exc
-        log.error("%s (%d probe result(s) held in memory)", exc, len(self._finished))
+        log.error(
+            "%s (%d probe result(s) held in memory, written when the store is usable again)",
+            exc,
+            len(self._finished),
+        )
         self._store_error_logged = True
 
     def _store_ok(self) -> None:

@@ -195,7 +195,7 @@ class Database:
         if "locked" in msg or "busy" in msg:
             return (
                 f"{self.describe()} is locked by another process ({msg}) while {doing}; "
-                "nothing was lost: the work is retried when the lock is released"
+                "the transaction was rolled back, nothing was written"
             )
         if "readonly" in msg or "read-only" in msg:
             return f"{self.describe()} is read-only ({msg}) while {doing}"
