@@ -23,7 +23,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from tlswatch.errors import Failure, FailureClass, excerpt
 from tlswatch.protocols.sniff import tls_hint
@@ -144,3 +144,38 @@ class Negotiator(abc.ABC):
             )
         self.done = True
         return [Ready(dict(info or {}))]
+
+
+class TableNegotiator(Negotiator):
+    """A negotiator whose states live in one :class:`StateTable` (STYLE.md rule 1).
+
+    Subclasses set ``table``, ``initial`` and ``finished`` (the terminal state) and implement
+    :meth:`_feed` (bytes that arrived) and :meth:`_eof` (the server closed); the guard every
+    such negotiator needs — nothing after the end, end of stream to ``_eof`` — lives here.
+    """
+
+    table: ClassVar[StateTable[Any]]
+    initial: ClassVar[Any]
+    finished: ClassVar[Any]
+
+    def __init__(self, ctx: NegotiatorContext) -> None:
+        super().__init__(ctx)
+        self._state: Any = self.initial
+
+    def _move(self, dst: Any) -> None:
+        self._state = self.table.move(self._state, dst)
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        if self._state is self.finished:
+            return []
+        if not data:
+            return self._eof()
+        return self._feed(data)
+
+    @abc.abstractmethod
+    def _feed(self, data: bytes) -> list[Event]:
+        """Bytes from the server (never empty)."""
+
+    @abc.abstractmethod
+    def _eof(self) -> list[Event]:
+        """The server closed the connection before the dialogue ended."""

@@ -20,7 +20,7 @@ import enum
 
 from tlswatch.errors import FailureClass
 from tlswatch.protocols import replies
-from tlswatch.protocols.base import Event, Negotiator, NegotiatorContext, Send, StateTable
+from tlswatch.protocols.base import Event, NegotiatorContext, Send, StateTable, TableNegotiator
 from tlswatch.protocols.replies import MAX_REPLY_LINES, Reply, ReplyDialect, ReplyError
 
 AUTH_TLS = b"AUTH TLS\r\n"  # RFC 4217 §4: the mechanism name is "TLS"
@@ -57,23 +57,20 @@ _TABLE: StateTable[_State] = StateTable(
 )
 
 
-class FTPNegotiator(Negotiator):
+class FTPNegotiator(TableNegotiator):
     """Client side of FTP AUTH TLS."""
+
+    table = _TABLE
+    initial = _State.GREETING
+    finished = _State.DONE
+    _state: _State
 
     def __init__(self, ctx: NegotiatorContext) -> None:
         super().__init__(ctx)
-        self._state = _State.GREETING
         self._parser = ReplyParser(self.max_buffer)
         self._info: dict[str, str] = {}
 
-    def _move(self, dst: _State) -> None:
-        self._state = _TABLE.move(self._state, dst)
-
-    def receive_data(self, data: bytes) -> list[Event]:
-        if self._state is _State.DONE:
-            return []
-        if not data:
-            return self._eof()
+    def _feed(self, data: bytes) -> list[Event]:
         try:
             self._parser.feed(data)
             events: list[Event] = []

@@ -25,7 +25,7 @@ import enum
 from dataclasses import dataclass
 
 from tlswatch.errors import FailureClass, excerpt
-from tlswatch.protocols.base import Event, Negotiator, NegotiatorContext, Send, StateTable
+from tlswatch.protocols.base import Event, NegotiatorContext, Send, StateTable, TableNegotiator
 from tlswatch.protocols.literals import FramingError, LiteralLineReader, LogicalLine
 
 CAPABILITY_TAG = "a1"
@@ -116,24 +116,21 @@ _TABLE: StateTable[_State] = StateTable(
 )
 
 
-class IMAPNegotiator(Negotiator):
+class IMAPNegotiator(TableNegotiator):
     """Client side of IMAP STARTTLS."""
+
+    table = _TABLE
+    initial = _State.GREETING
+    finished = _State.DONE
+    _state: _State
 
     def __init__(self, ctx: NegotiatorContext) -> None:
         super().__init__(ctx)
-        self._state = _State.GREETING
         self._reader = LiteralLineReader(max_total=self.max_buffer)
         self._info: dict[str, str] = {}
         self._caps: list[str] = []
 
-    def _move(self, dst: _State) -> None:
-        self._state = _TABLE.move(self._state, dst)
-
-    def receive_data(self, data: bytes) -> list[Event]:
-        if self._state is _State.DONE:
-            return []
-        if not data:
-            return self._eof()
+    def _feed(self, data: bytes) -> list[Event]:
         try:
             self._reader.feed(data)
             events: list[Event] = []

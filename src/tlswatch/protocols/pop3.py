@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 
 from tlswatch.errors import FailureClass, excerpt
-from tlswatch.protocols.base import Event, Negotiator, NegotiatorContext, Send, StateTable
+from tlswatch.protocols.base import Event, NegotiatorContext, Send, StateTable, TableNegotiator
 from tlswatch.protocols.lines import LineBuffer, LineTooLong
 
 CAPA = b"CAPA\r\n"  # RFC 2449 §5
@@ -78,25 +78,22 @@ _TABLE: StateTable[_State] = StateTable(
 )
 
 
-class POP3Negotiator(Negotiator):
+class POP3Negotiator(TableNegotiator):
     """Client side of POP3 STLS."""
+
+    table = _TABLE
+    initial = _State.GREETING
+    finished = _State.DONE
+    _state: _State
 
     def __init__(self, ctx: NegotiatorContext) -> None:
         super().__init__(ctx)
-        self._state = _State.GREETING
         self._lines = LineBuffer(MAX_LINE)
         self._caps: list[str] = []
         self._blind = False  # STLS sent although CAPA failed
         self._info: dict[str, str] = {}
 
-    def _move(self, dst: _State) -> None:
-        self._state = _TABLE.move(self._state, dst)
-
-    def receive_data(self, data: bytes) -> list[Event]:
-        if self._state is _State.DONE:
-            return []
-        if not data:
-            return self._eof()
+    def _feed(self, data: bytes) -> list[Event]:
         try:
             self._lines.push(data)
             events: list[Event] = []

@@ -29,7 +29,7 @@ from functools import cache
 
 from tlswatch.errors import FailureClass, excerpt
 from tlswatch.protocols import replies
-from tlswatch.protocols.base import Event, Negotiator, NegotiatorContext, Send, StateTable
+from tlswatch.protocols.base import Event, NegotiatorContext, Send, StateTable, TableNegotiator
 from tlswatch.protocols.replies import MAX_REPLY_LINES, Reply, ReplyDialect, ReplyError
 
 STARTTLS = b"STARTTLS\r\n"  # RFC 3207 §4: no parameters
@@ -106,8 +106,13 @@ _TABLE: StateTable[_State] = StateTable(
 )
 
 
-class SMTPNegotiator(Negotiator):
+class SMTPNegotiator(TableNegotiator):
     """Client side of SMTP STARTTLS (schemes ``smtp`` and ``submission``)."""
+
+    table = _TABLE
+    initial = _State.GREETING
+    finished = _State.DONE
+    _state: _State
 
     #: the greeting command: EHLO (RFC 5321 §4.1.1.1); LMTP uses LHLO
     hello = "EHLO"
@@ -117,7 +122,6 @@ class SMTPNegotiator(Negotiator):
 
     def __init__(self, ctx: NegotiatorContext) -> None:
         super().__init__(ctx)
-        self._state = _State.GREETING
         self._parser = ReplyParser(self.max_buffer)
         self._info: dict[str, str] = {}
         #: the 5xx reply that rejected EHLO/LHLO, if one did (auto:// tries LHLO after a
@@ -127,14 +131,7 @@ class SMTPNegotiator(Negotiator):
         # targets.py validates ehlo=; this keeps a bad name from reaching the wire anyway.
         self.hello_name = name if name and valid_ehlo_name(name) else default_ehlo_name()
 
-    def _move(self, dst: _State) -> None:
-        self._state = _TABLE.move(self._state, dst)
-
-    def receive_data(self, data: bytes) -> list[Event]:
-        if self._state is _State.DONE:
-            return []
-        if not data:
-            return self._eof()
+    def _feed(self, data: bytes) -> list[Event]:
         try:
             self._parser.feed(data)
             events: list[Event] = []

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from xml.sax.saxutils import quoteattr
 
 from tlswatch.errors import FailureClass
-from tlswatch.protocols.base import Event, Negotiator, NegotiatorContext, Send, StateTable
+from tlswatch.protocols.base import Event, NegotiatorContext, Send, StateTable, TableNegotiator
 from tlswatch.protocols.sniff import tls_hint
 
 NS_STREAMS = "http://etherx.jabber.org/streams"  # RFC 6120 §4.8.1
@@ -370,18 +370,18 @@ def stream_to(ctx: NegotiatorContext) -> str:
     return name
 
 
-class _XMPPNegotiator(Negotiator):
+class _XMPPNegotiator(TableNegotiator):
+    table = _TABLE
+    initial = _State.HEADER
+    finished = _State.DONE
+    _state: _State
     #: the stream's default namespace: jabber:client or jabber:server (RFC 6120 §4.8.2)
     content_ns = ""
 
     def __init__(self, ctx: NegotiatorContext) -> None:
         super().__init__(ctx)
-        self._state = _State.HEADER
         self._reader = XMLStreamReader(self.max_buffer)
         self._info: dict[str, str] = {"stream_to": stream_to(ctx)}
-
-    def _move(self, dst: _State) -> None:
-        self._state = _TABLE.move(self._state, dst)
 
     def stream_header(self) -> bytes:
         # RFC 6120 §4.7: to, version='1.0'; the name comes from the user: escape it
@@ -398,11 +398,7 @@ class _XMPPNegotiator(Negotiator):
     def initiate(self) -> list[Event]:
         return [Send(self.stream_header())]
 
-    def receive_data(self, data: bytes) -> list[Event]:
-        if self._state is _State.DONE:
-            return []
-        if not data:
-            return self._eof()
+    def _feed(self, data: bytes) -> list[Event]:
         events: list[Event] = []
         try:
             self._reader.feed(data)
