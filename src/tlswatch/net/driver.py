@@ -29,6 +29,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
+from typing import cast
 
 from tlswatch.errors import Failure, FailureClass, excerpt
 from tlswatch.model import Observation, Timings, TLSInfo
@@ -54,52 +55,182 @@ def _closed(during: str, exc: BaseException | None = None) -> Failure:
     return Failure(FailureClass.CLOSED, f"server closed the connection {during}{why}")
 
 
+class _StreamProtocol(asyncio.Protocol):
+    """The receiving end of one TCP connection: buffers what arrives for :class:`_Conn`.
+
+    A bare protocol instead of asyncio's StreamReader/StreamWriter pair: a probe reads a
+    handful of times and writes two or three, and the streams' objects, futures and drain
+    coroutine cost about 0.1 ms of CPU per endpoint (issue 6, docs/performance.md). Reads
+    stay bounded: reading from the socket pauses once 2 × READ_SIZE bytes wait unread, as
+    StreamReader's limit did."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.eof = False
+        self.lost = False
+        #: why the connection ended, if not by a clean EOF
+        self.error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused_reading = False
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > 2 * READ_SIZE and not self._paused_reading and self.transport:
+            self._paused_reading = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return True  # half-open: ours to close (as StreamReaderProtocol does over TCP)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self.lost = True
+        if exc is not None:
+            self.error = exc
+        self._wake()
+        self._write_paused = False
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait_readable(self) -> None:
+        """Until data, EOF or an error is there to be taken."""
+        if self.buffer or self.eof:
+            return
+        assert self._waiter is None, "one reader at a time"
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def take(self) -> bytes:
+        data = bytes(self.buffer[:READ_SIZE])
+        del self.buffer[:READ_SIZE]
+        if self._paused_reading and len(self.buffer) <= READ_SIZE and self.transport:
+            self._paused_reading = False
+            self.transport.resume_reading()
+        return data
+
+    async def drain(self) -> None:
+        """Until the transport's write buffer is below its high-water mark."""
+        if self.lost:
+            raise ConnectionResetError("Connection lost")
+        if not self._write_paused:
+            return
+        self._drain_waiter = asyncio.get_running_loop().create_future()
+        await self._drain_waiter
+        if self.lost:
+            raise ConnectionResetError("Connection lost")
+
+
 class _Conn:
     """A connected stream with a byte counter and the last bytes seen (for messages)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.received = 0
-        self.last = b""
-        self.during = "during the upgrade"
+    received: int
+    last: bytes
+    during: str
 
     async def read(self) -> bytes:
-        """At most READ_SIZE bytes; b"" when the server closed or reset the connection."""
-        try:
-            data = await self.reader.read(READ_SIZE)
-        except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
-            # A reset is the server going away: the consumer sees end of stream and
-            # classifies it as `closed` in its own words.
-            return b""
-        except OSError as exc:
-            raise _PhaseFailed(_closed(self.during, exc)) from None
-        self._count(data)
-        return data
+        raise NotImplementedError
+
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    async def drain(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
 
     def _count(self, data: bytes) -> None:
         """Account for received bytes: the total, and the tail quoted in messages."""
         self.received += len(data)
         self.last = (self.last + data)[-200:]
 
+
+class _TCPConn(_Conn):
+    """A TCP connection over :class:`_StreamProtocol`."""
+
+    def __init__(self, proto: _StreamProtocol) -> None:
+        self.proto = proto
+        self.received = 0
+        self.last = b""
+        self.during = "during the upgrade"
+
+    async def read(self) -> bytes:
+        """At most READ_SIZE bytes; b"" when the server closed or reset the connection."""
+        proto = self.proto
+        if not proto.buffer:
+            if proto.eof:
+                return self._end()
+            await proto.wait_readable()
+            if not proto.buffer:
+                return self._end()
+        data = proto.take()
+        self._count(data)
+        return data
+
+    def _end(self) -> bytes:
+        exc = self.proto.error
+        if exc is None or isinstance(
+            exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError
+        ):
+            # A reset is the server going away: the consumer sees end of stream and
+            # classifies it as `closed` in its own words.
+            return b""
+        if isinstance(exc, OSError):
+            raise _PhaseFailed(_closed(self.during, exc)) from None
+        return b""
+
     def write(self, data: bytes) -> None:
         if not data:
             return
+        transport = self.proto.transport
+        if transport is None:  # pragma: no cover - never before connection_made
+            raise _PhaseFailed(_closed(self.during))
         try:
-            self.writer.write(data)
+            transport.write(data)
         except (OSError, RuntimeError) as exc:
             # RuntimeError: the transport was closed under us (e.g. after a reset).
             raise _PhaseFailed(_closed(self.during, exc)) from None
 
     async def drain(self) -> None:
         try:
-            await self.writer.drain()
+            await self.proto.drain()
         except (OSError, RuntimeError) as exc:
             raise _PhaseFailed(_closed(f"{self.during}, while we were sending", exc)) from None
 
     def close(self) -> None:
+        transport = self.proto.transport
+        if transport is None:  # pragma: no cover
+            return
         try:
-            self.writer.close()
+            transport.close()
         except (OSError, RuntimeError):  # pragma: no cover - already gone
             pass
 
@@ -183,10 +314,11 @@ async def probe_endpoint(
 
 async def _open_stream(address: Address, port: int, timeout: float) -> _Conn | Failure:
     """A TCP connection, or why there is none."""
+    loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(
-                address.ip, port, family=address.family, limit=READ_SIZE
+            transport, proto = await loop.create_connection(
+                _StreamProtocol, address.ip, port, family=address.family
             )
     except TimeoutError:
         # Also the kernel's own ETIMEDOUT (TimeoutError is that OSError subclass).
@@ -205,13 +337,13 @@ async def _open_stream(address: Address, port: int, timeout: float) -> _Conn | F
         return Failure(FailureClass.CONNECT_REFUSED, f"cannot connect: {_oserror_text(exc)}")
     except Exception as exc:  # a probe never raises
         return Failure(FailureClass.CONNECT_REFUSED, _bug("cannot connect", exc))
-    sock = writer.get_extra_info("socket")
+    sock = transport.get_extra_info("socket")
     if sock is not None:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:  # pragma: no cover
             pass
-    return _Conn(reader, writer)
+    return _TCPConn(proto)
 
 
 async def _upgrade_and_handshake(
