@@ -125,6 +125,30 @@ async def check_target(
     return evaluate_target(target, observations, now or datetime.now(UTC), dns_failure)
 
 
+def prewarm(targets: Iterable[Target] = ()) -> None:
+    """Do now, once, what each process would otherwise do on its first target: import the
+    judging modules and load the trust anchors and TLS contexts ``targets`` use.
+
+    Meant for just before forking scan workers (tlswatch.scanpool): the children inherit
+    the loaded modules and parsed trust stores instead of each importing cryptography's
+    X.509 layer and parsing the system bundle again (≈ 40-60 ms of CPU per process,
+    docs/performance.md). Problems are left for the probe itself to report."""
+    from tlswatch.analysis.evaluate import evaluate_target  # noqa: F401
+    from tlswatch.analysis.policy import policy_for
+    from tlswatch.net.evidence import gather_evidence  # noqa: F401
+
+    for target in targets:
+        try:
+            policy_for(target)
+            client_context(
+                target.spec.alpn,
+                target.options.get("client_cert"),
+                target.options.get("client_key"),
+            )
+        except Exception:  # noqa: S112 - the probe reports it, with its own words
+            continue
+
+
 async def check_targets(
     targets: Iterable[Target],
     settings: ProbeSettings | None = None,

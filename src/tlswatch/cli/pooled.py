@@ -9,6 +9,7 @@ only copies finished lines to stdout, in order of completion.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sys
 from datetime import datetime
 from typing import Any
@@ -54,6 +55,10 @@ def run_pooled(
         n, line = item
         return ("error", Status.UNKNOWN.value, f"{file}:{n}: internal error probing {line}: {exc}")
 
+    lines = _lines(file)
+    first = next(lines, None)
+    _prewarm(first[1] if first is not None else None, overrides)
+    items = itertools.chain([first] if first is not None else [], lines)
     pool: WorkerPool[tuple[int, str], Record] = WorkerPool(
         handle, fallback, workers=workers, concurrency=concurrency, loop_factory=loop_factory
     )  # forks here, before any event loop exists
@@ -80,7 +85,7 @@ def run_pooled(
                     )
                 )
                 task = bar.add_task("", total=None)
-            async for batch in pool.results(_lines(file)):
+            async for batch in pool.results(items):
                 for kind, status, payload in batch:
                     worst = Status.worst([worst, Status(status)])
                     if kind == "ok":
@@ -103,3 +108,20 @@ def run_pooled(
         return run_loop(drive(), loop_factory)
     finally:
         pool.close()
+
+
+def _prewarm(line: str | None, overrides: dict[str, str]) -> None:
+    """Before forking: load what every process needs (tlswatch.probe.prewarm), using the
+    first target's trust settings, then move it all to the permanent GC generation so the
+    children neither collect nor copy those pages (gc.freeze's documented use)."""
+    import gc
+
+    from tlswatch.cli.scanrun import _target
+    from tlswatch.probe import prewarm
+
+    targets = []
+    if line is not None:
+        with contextlib.suppress(TargetError):
+            targets.append(_target(line, overrides))
+    prewarm(targets)
+    gc.freeze()

@@ -311,7 +311,20 @@ def run_standalone(kwargs: dict[str, Any]) -> NoReturn:
         sys.stdout = _Pacified(sys.stdout)  # type: ignore[assignment]
         sys.stderr = _Pacified(sys.stderr)  # type: ignore[assignment]
         sys.exit(1)
-    sys.exit(code)
+    _exit_now(code)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Leave without the interpreter's teardown: the scan is complete and its output
+    flushed, and tearing down cryptography, asyncio and every parsed certificate took
+    ≈ 30 ms per scan (issue 6). Nothing of ours needs atexit handlers here; a flush that
+    fails goes the ordinary way, so its error is reported as before."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        sys.exit(code)
+    os._exit(code)
 
 
 #: young-generation threshold for a scan process (CPython's default: 700)
