@@ -9,7 +9,6 @@ Network work happens in :mod:`tlswatch.net`; judgement in :mod:`tlswatch.analysi
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from tlswatch.net.driver import probe_endpoint
 from tlswatch.net.resolve import Address, Resolver
 from tlswatch.protocols.base import Negotiator, NegotiatorContext
 from tlswatch.targets import Target
-from tlswatch.tls.context import client_context
+from tlswatch.tls.context import ClientCertError, client_context
 
 if TYPE_CHECKING:
     from tlswatch.net.evidence import EvidenceOptions
@@ -90,7 +89,7 @@ async def observe_endpoint(
         context = client_context(
             spec.alpn, target.options.get("client_cert"), target.options.get("client_key")
         )
-    except (OSError, ssl.SSLError, ValueError) as exc:
+    except (OSError, ClientCertError, ValueError) as exc:
         return failed(
             FailureClass.TLS_ERROR,
             f"cannot load client_cert/client_key: {getattr(exc, 'strerror', None) or exc}",

@@ -26,15 +26,17 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
-import ssl
 import time
 from collections.abc import Callable
 from typing import cast
+
+from OpenSSL import SSL
 
 from tlswatch.errors import Failure, FailureClass, excerpt
 from tlswatch.model import Observation, Timings, TLSInfo
 from tlswatch.net.resolve import Address
 from tlswatch.protocols.base import Event, Failed, Negotiator, Ready, Send
+from tlswatch.tls.context import ClientContext
 from tlswatch.tls.engine import TLSEngine
 from tlswatch.tls.framing import PASS_THROUGH, RecordFramer
 
@@ -256,7 +258,7 @@ async def probe_endpoint(
     *,
     timeout: float,
     server_hostname: str | None,
-    context: ssl.SSLContext,
+    context: ClientContext,
     negotiator: Negotiator | None = None,
     framer_factory: Callable[[Negotiator | None], RecordFramer] | None = None,
     protocol_name: str = "",
@@ -354,7 +356,7 @@ async def _upgrade_and_handshake(
     *,
     timeout: float,
     server_hostname: str | None,
-    context: ssl.SSLContext,
+    context: ClientContext,
     negotiator: Negotiator | None,
     framer_factory: Callable[[Negotiator | None], RecordFramer] | None,
     protocol_name: str,
@@ -495,7 +497,7 @@ async def _handshake(conn: _Conn, engine: TLSEngine) -> None:
 def _close_notify(engine: TLSEngine) -> bytes:
     try:
         return engine.close_notify()
-    except (ssl.SSLError, ValueError):  # courtesy only: failures here change nothing
+    except (SSL.Error, ValueError):  # courtesy only: failures here change nothing
         return b""
 
 

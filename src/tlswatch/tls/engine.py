@@ -1,17 +1,19 @@
-"""The one TLS engine: an ``ssl.SSLObject`` over memory BIOs, sans-IO.
+"""The one TLS engine: an OpenSSL connection over memory BIOs, sans-IO.
 
 Bytes from the transport go in through :meth:`TLSEngine.receive_data`, bytes for the
 transport come out; the driver moves them. A :class:`~tlswatch.tls.framing.RecordFramer`
 sits between the wire and the BIOs, so protocols that wrap TLS records (TDS, OpenVPN) reuse
 this engine unchanged. The handshake verifies nothing: the chain is collected as sent and
-judged later by :mod:`tlswatch.x509`.
+judged later by :mod:`tlswatch.x509`. The OpenSSL underneath is the one cryptography ships,
+reached through pyOpenSSL (:mod:`tlswatch.tls.context` says why).
 """
 
 from __future__ import annotations
 
-import re
-import ssl
+import ipaddress
 from dataclasses import dataclass
+
+from OpenSSL import SSL
 
 from tlswatch.errors import Failure, FailureClass, excerpt
 from tlswatch.tls.chain import unverified_chain_der
@@ -20,13 +22,16 @@ from tlswatch.tls.framing import PASS_THROUGH, FramingError, RecordFramer
 #: cap on the TLS bytes a handshake may take (OpenSSL's own certificate-list cap is 100 KiB;
 #: this is the backstop against a server that streams records forever)
 MAX_HANDSHAKE_BYTES = 1 << 20
+#: bytes taken from OpenSSL's outgoing memory BIO per read (a flight is a few KiB)
+READ_CHUNK = 65536
 
 # TLS record content types (RFC 8446 §5.1; heartbeat RFC 6520) and the record-layer major
 # version byte every TLS/SSLv3 record carries.
 _CONTENT_TYPES = frozenset({20, 21, 22, 23, 24})
 _RECORD_MAJOR = 3
 
-_ALERT_PREFIXES = ("SSLV3_ALERT_", "TLSV13_ALERT_", "TLSV1_ALERT_", "TLSV1_")
+# OpenSSL 4 says "tls alert ..." where 3.x said "sslv3 alert ..." / "tlsv1 alert ..."
+_ALERT_PREFIXES = ("TLS_ALERT_", "SSLV3_ALERT_", "TLSV13_ALERT_", "TLSV1_ALERT_", "TLSV1_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +53,25 @@ def alert_name(reason: str) -> str | None:
     return None
 
 
-def classify_ssl_error(exc: ssl.SSLError) -> Failure:
-    reason = getattr(exc, "reason", None) or ""
-    if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError) or reason in (
-        "UNEXPECTED_EOF_WHILE_READING",
-    ):
+def _reason(exc: SSL.Error) -> tuple[str, str]:
+    """OpenSSL's reason for a failure as its code name (``SSLV3_ALERT_HANDSHAKE_FAILURE``),
+    and the whole error queue as text. pyOpenSSL hands over the queue as (library,
+    function, reason text) entries; the last one is the reason OpenSSL settled on, the
+    one the standard library's ``SSLError.reason`` reports too."""
+    entries = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+    texts = [str(e[2]) for e in entries if isinstance(e, tuple) and len(e) > 2 and e[2]]
+    if not texts:
+        return "", " ".join(str(a) for a in exc.args if not isinstance(a, list))
+    last = texts[-1]
+    return last.upper().replace(" ", "_").replace("/", "_"), "; ".join(texts)
+
+
+def classify_ssl_error(exc: SSL.Error) -> Failure:
+    if isinstance(exc, SSL.ZeroReturnError | SSL.SysCallError):
+        # SysCallError: the transport ended (memory BIO at EOF) mid-handshake
+        return Failure(FailureClass.CLOSED, "server closed the connection during the TLS handshake")
+    reason, text = _reason(exc)
+    if reason in ("UNEXPECTED_EOF_WHILE_READING",):
         return Failure(FailureClass.CLOSED, "server closed the connection during the TLS handshake")
     name = alert_name(reason)
     if name:
@@ -70,26 +89,35 @@ def classify_ssl_error(exc: ssl.SSLError) -> Failure:
         return Failure(FailureClass.TLS_ERROR, "no TLS version in common with the server")
     if reason in ("NO_SHARED_CIPHER", "NO_CIPHERS_AVAILABLE"):
         return Failure(FailureClass.TLS_ERROR, "no cipher suite in common with the server")
-    text = reason.lower().replace("_", " ") if reason else _openssl_text(exc)
-    if reason in _MALFORMED_CERT_REASONS or (not reason and "ASN1" in text.upper()):
+    if reason in _MALFORMED_CERT_REASONS or "ASN1" in text.upper():
         # OpenSSL could not decode a certificate of the Certificate message (RFC 5246
         # §7.4.2 / RFC 8446 §4.4.2): the server sends bytes that are not X.509 DER.
         return Failure(
             FailureClass.TLS_ERROR,
             f"server sent a malformed certificate that cannot be parsed (OpenSSL: {text})",
         )
-    return Failure(FailureClass.TLS_ERROR, f"TLS handshake failed: {text}")
+    return Failure(FailureClass.TLS_ERROR, f"TLS handshake failed: {text or 'unknown error'}")
 
 
 #: OpenSSL reasons for a Certificate message whose certificates do not decode
 _MALFORMED_CERT_REASONS = frozenset({"ASN1_LIB", "CERT_LENGTH_MISMATCH", "BAD_CERTIFICATE"})
-_SOURCE_LOCATION = re.compile(r"\s*\(_ssl\.c:\d+\)$")
 
 
-def _openssl_text(exc: ssl.SSLError) -> str:
-    """OpenSSL's message without Python's source location: ``[SSL] ASN1 lib``."""
-    text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
-    return _SOURCE_LOCATION.sub("", text)
+def server_name_indication(server_hostname: str | None) -> bytes | None:
+    """The SNI host_name to send for ``server_hostname``, as the standard library decides
+    it: none for an IP address (RFC 6066 §3 allows only DNS names), IDNA-encoded
+    otherwise. ValueError (UnicodeError included) for a name that cannot be sent."""
+    if not server_hostname:
+        return None
+    try:
+        ipaddress.ip_address(server_hostname.strip("[]").split("%")[0])
+    except ValueError:
+        pass
+    else:
+        return None
+    if server_hostname.startswith("."):
+        raise ValueError("server_hostname cannot be an empty string or start with a leading dot.")
+    return server_hostname.encode("idna")
 
 
 def _framing_failure(exc: FramingError, data: bytes) -> Failure:
@@ -102,13 +130,11 @@ class TLSEngine:
 
     def __init__(
         self,
-        context: ssl.SSLContext,
+        context: SSL.Context,
         server_hostname: str | None,
         framer: RecordFramer = PASS_THROUGH,
         max_bytes: int = MAX_HANDSHAKE_BYTES,
     ) -> None:
-        self._incoming = ssl.MemoryBIO()
-        self._outgoing = ssl.MemoryBIO()
         self._framer = framer
         self._max_bytes = max_bytes
         self._received = 0
@@ -119,18 +145,22 @@ class TLSEngine:
         self._framer_told = False
         self.facts: HandshakeFacts | None = None
         self.failure: Failure | None = None
-        self._obj: ssl.SSLObject | None = None
+        self._conn: SSL.Connection | None = None
         try:
-            self._obj = context.wrap_bio(
-                self._incoming, self._outgoing, server_side=False, server_hostname=server_hostname
-            )
-        except (ValueError, ssl.SSLError) as exc:
-            # ValueError/UnicodeError: an SNI name the ssl module refuses (leading dot,
-            # not IDNA-encodable). A setting problem, reported before any byte is sent.
+            sni = server_name_indication(server_hostname)
+            conn = SSL.Connection(context, None)  # None: memory BIOs both ways
+            conn.set_connect_state()
+            if sni is not None:
+                conn.set_tlsext_host_name(sni)
+        except (ValueError, SSL.Error) as exc:
+            # ValueError/UnicodeError: an SNI name that cannot be sent (leading dot, not
+            # IDNA-encodable). A setting problem, reported before any byte is sent.
             self.failure = Failure(
                 FailureClass.TLS_ERROR,
                 f"cannot start TLS with server name {server_hostname!r}: {exc}",
             )
+            return
+        self._conn = conn
 
     @property
     def done(self) -> bool:
@@ -148,7 +178,8 @@ class TLSEngine:
         if self.done:
             return b""
         if not data:
-            self._incoming.write_eof()
+            if self._conn is not None:
+                self._conn.bio_shutdown()
             self._step()
             if not self.done:
                 self.failure = Failure(
@@ -172,8 +203,8 @@ class TLSEngine:
             if not self._looks_like_tls(self._head):
                 return b""
             self._sniffed = len(self._head) >= 2
-        if tls:
-            self._incoming.write(tls)
+        if tls and self._conn is not None:
+            self._conn.bio_write(tls)
             self._step()
         return self._flush()
 
@@ -193,25 +224,37 @@ class TLSEngine:
         return True
 
     def _step(self) -> None:
-        if self._obj is None:
+        conn = self._conn
+        if conn is None:
             return
         try:
-            self._obj.do_handshake()
-        except ssl.SSLWantReadError:
+            conn.do_handshake()
+        except SSL.WantReadError:
             return
-        except ssl.SSLError as exc:
+        except SSL.Error as exc:
             self.failure = classify_ssl_error(exc)
             return
-        cipher = self._obj.cipher()
+        alpn = conn.get_alpn_proto_negotiated()
         self.facts = HandshakeFacts(
-            chain=unverified_chain_der(self._obj),
-            version=self._obj.version() or "unknown",
-            cipher=cipher[0] if cipher else "unknown",
-            alpn=self._obj.selected_alpn_protocol(),
+            chain=unverified_chain_der(conn),
+            version=conn.get_protocol_version_name() or "unknown",
+            cipher=conn.get_cipher_name() or "unknown",
+            alpn=alpn.decode("ascii", "replace") if alpn else None,
         )
 
+    def _pending(self) -> bytes:
+        """What OpenSSL has written for the server (b"" if nothing)."""
+        if self._conn is None:
+            return b""
+        try:
+            return self._conn.bio_read(READ_CHUNK)
+        except SSL.WantReadError:
+            return b""
+
     def _flush(self) -> bytes:
-        out = self._outgoing.read()
+        out = b""
+        while chunk := self._pending():
+            out += chunk
         wrapped = self._framer.wrap(out) if out else b""
         output = wrapped + self._framer.pending_output()
         if self.facts is not None and not self._framer_told:
@@ -238,10 +281,10 @@ class TLSEngine:
 
     def close_notify(self) -> bytes:
         """A close_notify alert to end the session politely (best effort)."""
-        if self.facts is None or self._obj is None:
+        if self.facts is None or self._conn is None:
             return b""
         try:
-            self._obj.unwrap()
-        except ssl.SSLError:
+            self._conn.shutdown()
+        except SSL.Error:
             pass
         return self._flush()
