@@ -142,3 +142,33 @@ def test_check_uses_uvloop_when_installed(haproxy_tls: HaproxyServer, pki: TestP
     assert proc.returncode == 0, proc.stderr
     assert '"status": "ok"' in proc.stdout or '"status":"ok"' in proc.stdout
     assert set().union(*loops.values()) == {UVLOOP}
+
+
+#: like SHIM, and "FORK" on stderr for every os.fork
+FORK_SHIM = SHIM.replace(
+    "from tlswatch.cli import main",
+    "_fork = os.fork\n"
+    "def fork():\n"
+    "    sys.stderr.write('FORK\\n'); sys.stderr.flush()\n"
+    "    return _fork()\n"
+    "os.fork = fork\n"
+    "from tlswatch.cli import main",
+)
+
+
+def test_one_target_scan_forks_no_worker(
+    haproxy_tls: HaproxyServer, pki: TestPKI, tmp_path: Path
+) -> None:
+    """A file with a single target is scanned in the scan process itself, whatever
+    `--workers` says: a worker would only add its fork and start-up (issue 6). With more
+    targets the worker is forked as asked."""
+    for count, forks in ((1, 0), (3, 1)):
+        f = targets_file(tmp_path, haproxy_tls, pki, count)
+        proc = subprocess.run(
+            [sys.executable, "-c", FORK_SHIM, "scan", "--file", str(f), "--format", "jsonl",
+             "--workers", "2", "--loop", "asyncio"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert len(proc.stdout.splitlines()) == count
+        assert proc.stderr.count("FORK\n") == forks, (count, proc.stderr)

@@ -111,6 +111,11 @@ def _lines(source: str) -> Iterator[tuple[int, str]]:
                 yield n, text
 
 
+def _has_fewer_targets(file: str, n: int) -> bool:
+    """Whether ``file`` holds fewer than ``n`` target lines (reads at most ``n`` of them)."""
+    return sum(1 for _ in zip(range(n), _lines(file), strict=False)) < n
+
+
 async def _stdin_lines() -> AsyncIterator[tuple[int, str]]:
     """Like ``_lines("-")``, but each line is read in a thread: a slow producer on the
     other end of a pipe never stalls the probes in flight (their deadlines keep time)."""
@@ -182,11 +187,14 @@ def run_scan(
             return 3
     from tlswatch.scanpool import default_workers
 
-    if (workers or default_workers()) > 1:
+    workers = workers or default_workers()
+    if workers > 1 and file != "-" and _has_fewer_targets(file, 2):
+        workers = 1  # one target: a worker process would only add its fork and start-up
+    if workers > 1:
         from tlswatch.cli.pooled import run_pooled
 
         pooled_worst, pooled_bad = run_pooled(
-            file, overrides, fmt, concurrency, workers or default_workers(),
+            file, overrides, fmt, concurrency, workers,
             progress, verbose, datetime.now(UTC), _settings(dns_server), factory,
         )  # fmt: skip
         if pooled_bad:
