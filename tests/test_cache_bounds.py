@@ -16,7 +16,7 @@ def test_certificate_keyed_caches_fit_inside_the_parse_cache() -> None:
     of load's."""
     parsed = certinfo.load.cache_info().maxsize
     assert parsed is not None
-    for cached in (verify.self_signed, strength.weak_key):
+    for cached in (verify._self_signature_ok, strength.weak_key):
         size = cached.cache_info().maxsize
         assert size is not None and size * 2 <= parsed, cached.__name__
 

@@ -7,6 +7,7 @@ where it may."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterator
 
 import pytest
@@ -16,7 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tests.support.verdict_pki import DAY, NOW, Issued, corrupt_signature, key, make
 from tests.test_verdict_verify import CASES, _der
-from tlswatch.x509 import verify
+from tlswatch.x509 import strength, verify
 from tlswatch.x509.trust import Anchors
 from tlswatch.x509.verify import ChainVerdict, verify_chain
 
@@ -192,3 +193,44 @@ def test_another_anchor_set_or_intermediate_list_is_another_entry() -> None:
     assert verify_chain(chain, other, HOST, NOW) == _uncached(chain, other, HOST, NOW)
     with_root = [*chain, ROOT.der]
     assert verify_chain(with_root, trusting, HOST, NOW) == _uncached(with_root, trusting, HOST, NOW)
+
+
+def test_a_cached_path_carries_the_checks_of_its_certificates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A path taken from the cache brings the checks of the certificates above the leaf
+    with it (computed once, not per endpoint); they are exactly what the certificates
+    themselves give, and the leaf's are computed as usual."""
+    anchors = Anchors.of([ROOT.cert])
+    verify_chain([GOOD.der, INTER.der], anchors, HOST, NOW)
+    counter = _Counter(monkeypatch)
+    v = verify_chain([_der(LEAVES["good_sibling"]), INTER.der], anchors, HOST, NOW)
+    assert counter.calls == 0 and len(v.path) == 3
+    assert v.path[0].known is None and all(pc.known is not None for pc in v.path[1:])
+    for pc in v.path:
+        assert (pc.not_before, pc.not_after) == (
+            pc.cert.not_valid_before_utc,
+            pc.cert.not_valid_after_utc,
+        )
+        assert pc.weak_key == strength.weak_key(pc.cert)
+        assert pc.weak_signature == strength.weak_signature(pc.cert)
+        assert pc.self_signed == verify.self_signed(pc.cert)
+    root_pc = v.path[2]
+    assert root_pc.source == "store" and root_pc.self_signed
+    assert root_pc.sha256 == hashlib.sha256(ROOT.der).hexdigest()
+
+
+def test_a_certificate_sent_twice_is_named_by_its_last_position() -> None:
+    """Path certificates are matched to the chain as sent by content: a certificate sent
+    twice is the later copy (as a lookup table built from the chain gives), cached or
+    not."""
+    anchors = Anchors.of([ROOT.cert])
+    chain = [GOOD.der, INTER.der, INTER.der]
+    expected = _uncached(chain, anchors, HOST, NOW)
+    assert [(pc.position, pc.source) for pc in expected.path] == [
+        (0, "sent"),
+        (2, "sent"),
+        (None, "store"),
+    ]
+    assert verify_chain(chain, anchors, HOST, NOW) == expected
+    assert verify_chain(chain, anchors, HOST, NOW) == expected

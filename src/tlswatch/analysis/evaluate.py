@@ -11,7 +11,6 @@ OCSP bytes and odd keys all become findings.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Sequence
 from datetime import datetime
@@ -31,9 +30,9 @@ from tlswatch.model import (
     Verification,
 )
 from tlswatch.targets import Target
-from tlswatch.x509 import aia, ocsp, strength
-from tlswatch.x509.certinfo import describe, load
-from tlswatch.x509.verify import ChainVerdict, PathCert, label, name_text, self_signed, verify_chain
+from tlswatch.x509 import aia, ocsp
+from tlswatch.x509.certinfo import describe, load, sha256_hex
+from tlswatch.x509.verify import ChainVerdict, PathCert, label, name_text, verify_chain
 
 SECONDS_PER_DAY = 86400.0
 LEGACY_TLS_VERSIONS = frozenset({"SSLv2", "SSLv3", "TLSv1", "TLSv1.0", "TLSv1.1"})
@@ -51,8 +50,8 @@ def _days(delta_seconds: float) -> float:
     return delta_seconds / SECONDS_PER_DAY
 
 
-def _lifetime_days(cert: x509.Certificate) -> float:
-    return _days((cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds())
+def _lifetime_days(pc: PathCert) -> float:
+    return _days((pc.not_after - pc.not_before).total_seconds())
 
 
 def _fmt_days(d: float) -> str:
@@ -73,8 +72,7 @@ class _Findings:
 def _expiry_findings(
     out: _Findings, pc: PathCert, now: datetime, policy: Policy, leaf_lifetime: float, leaf: bool
 ) -> None:
-    cert = pc.cert
-    not_after = cert.not_valid_after_utc
+    not_after = pc.not_after
     left = _days((not_after - now).total_seconds())
     if leaf:
         if left < 0:
@@ -84,14 +82,14 @@ def _expiry_findings(
                 f"{pc.label} expired on {not_after:%Y-%m-%d %H:%M}Z ({_fmt_days(-left)} ago)",
             )
             return
-        if now < cert.not_valid_before_utc:
+        if now < pc.not_before:
             out.add(
                 "CERT_NOT_YET_VALID",
                 Status.CRITICAL,
-                f"{pc.label} is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M}Z",
+                f"{pc.label} is not valid before {pc.not_before:%Y-%m-%d %H:%M}Z",
             )
             return
-        lifetime = _lifetime_days(cert)
+        lifetime = _lifetime_days(pc)
         warn, crit = policy.thresholds(lifetime)
         _soon(out, "CERT_EXPIRES_SOON", pc, left, lifetime, warn, crit)
         elapsed = lifetime - left
@@ -245,7 +243,7 @@ def _trust_findings(
     if sent.anchored:
         # A non-root that the store supplied and the server did not send: this client
         # copes, clients with another store will not.
-        supplied = [pc for pc in sent.path[1:] if pc.source == "store" and not self_signed(pc.cert)]
+        supplied = [pc for pc in sent.path[1:] if pc.source == "store" and not pc.self_signed]
         if supplied:
             out.add(
                 "CHAIN_INCOMPLETE",
@@ -351,7 +349,7 @@ def _judge_chain(out: _Findings, obs: Observation, now: datetime, policy: Policy
     judged = completed or sent
     path = judged.path
     leaf_pc = path[0]
-    leaf_lifetime = _lifetime_days(leaf_pc.cert)
+    leaf_lifetime = _lifetime_days(leaf_pc)
 
     for i, pc in enumerate(path):
         _expiry_findings(out, pc, now, policy, leaf_lifetime, leaf=i == 0)
@@ -360,8 +358,9 @@ def _judge_chain(out: _Findings, obs: Observation, now: datetime, policy: Policy
     for i, der, cert in parsed[1:]:
         if cert is None:
             continue
-        pc = PathCert(cert, _sha(der), i, "sent")
-        if pc.sha256 not in on_path and now > cert.not_valid_after_utc:
+        sha = sha256_hex(der)
+        if sha not in on_path and now > cert.not_valid_after_utc:
+            pc = PathCert(cert, sha, i, "sent")  # only for its label
             out.add(
                 "CHAIN_CERT_EXPIRED",
                 Status.WARNING,
@@ -372,21 +371,18 @@ def _judge_chain(out: _Findings, obs: Observation, now: datetime, policy: Policy
     _trust_findings(out, sent, completed, policy, aia_url)
     if "hostname_mismatch" in sent.defects:
         out.add("HOSTNAME_MISMATCH", Status.CRITICAL, sent.defects["hostname_mismatch"])
+    # pc.weak_key and the others were computed by verify_chain for these same PathCerts
     for i, pc in enumerate(path):
-        weak = strength.weak_key(pc.cert)
+        weak = pc.weak_key
         if weak:
             out.add("WEAK_KEY", Status.CRITICAL, f"{pc.label}: {weak}")
-        if not (i == len(path) - 1 and self_signed(pc.cert)):
-            sig = strength.weak_signature(pc.cert)
+        if not (i == len(path) - 1 and pc.self_signed):
+            sig = pc.weak_signature
             if sig:
                 out.add("WEAK_SIGNATURE", Status.CRITICAL, f"{pc.label}: {sig}")
     if policy.revocation:
         _ocsp_findings(out, obs, leaf_pc, path, now)
     return Verification(sent.code, sent.trusted, sent.hostname_match, sent.detail)
-
-
-def _sha(der: bytes) -> str:
-    return hashlib.sha256(der).hexdigest()
 
 
 def _endpoints_disagree(endpoints: Sequence[EndpointResult]) -> Finding | None:

@@ -34,7 +34,7 @@ MALFORMED: tuple[type[Exception], ...] = (
 # 256 (was 512): one endpoint's chain is loaded and reused within its own evaluation, and
 # the shared intermediates stay recent; every entry keeps a parsed certificate alive, so
 # this size is what a long scan holds (issue 6: memory flat from 1k to 10k targets).
-# verify.self_signed and strength.weak_key must stay at most half of it (see there).
+# verify._self_signature_ok and strength.weak_key must stay at most half of it (see there).
 @lru_cache(maxsize=256)
 def load(der: bytes) -> x509.Certificate | None:
     """The certificate in ``der``, or None when it is not valid DER X.509 (arbitrary bytes
@@ -48,6 +48,13 @@ def load(der: bytes) -> x509.Certificate | None:
     except MALFORMED:  # e.g. InvalidVersion, which is not a ValueError
         return None
     return cert
+
+
+@lru_cache(maxsize=256)  # no larger than load's: its keys are the same DER
+def sha256_hex(der: bytes) -> str:
+    """SHA-256 of ``der`` in hex. Cached by DER: the facts, the verification's path and the
+    findings each name the same certificates by fingerprint (issue 6)."""
+    return hashlib.sha256(der).hexdigest()
 
 
 def key_info(cert: x509.Certificate) -> KeyInfo | None:
@@ -151,23 +158,10 @@ _FIELDS_AS_EXPECTED = tuple(f.name for f in fields(CertInfo)) == (
 def _facts(der: bytes) -> CertInfo:
     # The time-independent facts, cached by DER: a scan meets the same intermediates on
     # every endpoint. ``describe`` fills in position and days_left.
-    sha = hashlib.sha256(der).hexdigest()
-    unparsable = CertInfo(
-        position=0,
-        subject="<unparsable certificate>",
-        issuer="",
-        serial="",
-        sha256=sha,
-        not_before=None,
-        not_after=None,
-        days_left=None,
-        key=None,
-        signature_algorithm="",
-        parse_error="not a valid DER X.509 certificate",
-    )
+    sha = sha256_hex(der)
     cert = load(der)
     if cert is None:
-        return unparsable
+        return _unparsable(sha)
     try:
         return CertInfo(
             position=0,
@@ -183,7 +177,24 @@ def _facts(der: bytes) -> CertInfo:
             san=san_names(cert),
         )
     except MALFORMED:  # DER that loads but fails on field access
-        return unparsable
+        return _unparsable(sha)
+
+
+def _unparsable(sha: str) -> CertInfo:
+    # Built only when needed: constructing it for every parse cost ≈2 µs per new leaf.
+    return CertInfo(
+        position=0,
+        subject="<unparsable certificate>",
+        issuer="",
+        serial="",
+        sha256=sha,
+        not_before=None,
+        not_after=None,
+        days_left=None,
+        key=None,
+        signature_algorithm="",
+        parse_error="not a valid DER X.509 certificate",
+    )
 
 
 def utcnow() -> datetime:

@@ -32,11 +32,11 @@ _RSASSA_PSS = "1.2.840.113549.1.1.10"
 _WEAK_HASH_NAMES = {"md5": "MD5", "sha1": "SHA-1"}
 
 
-@lru_cache(maxsize=128)  # <= half of certinfo.load's: see verify.self_signed (memory)
+@lru_cache(maxsize=128)  # <= half of certinfo.load's: see verify._self_signature_ok (memory)
 def weak_key(cert: x509.Certificate) -> str | None:
     """A description of why the public key is too weak, or None. Cached per certificate
-    (they hash by their DER): each endpoint's path is judged twice, and decoding a key
-    costs more than the rest of this check."""
+    (they hash by their DER, so a re-parsed copy such as an issuer fetched again from AIA
+    hits too): decoding a key costs more than the rest of this check."""
     try:
         key = cert.public_key()
     except Exception:  # unknown algorithms are not "weak", just unknown

@@ -26,11 +26,11 @@ verifier refuses Ed25519/Ed448 chains, which are reported ``invalid`` with that 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -44,7 +44,7 @@ from cryptography.x509.verification import (
 from cryptography.x509.verification import Store as _Store
 
 from tlswatch.x509 import hostname, strength
-from tlswatch.x509.certinfo import load
+from tlswatch.x509.certinfo import load, sha256_hex
 from tlswatch.x509.trust import Anchors
 
 #: verification codes, most important first (PRODUCT.md §3)
@@ -89,6 +89,56 @@ def openssl_code(errors: Sequence[int]) -> str:
     return next((c for c in PRECEDENCE if c in codes), "ok")
 
 
+_T = TypeVar("_T")
+
+
+class _once(Generic[_T]):
+    """functools.cached_property without its lock: Python 3.11 takes an RLock on every
+    first read (≈1 µs), more than most of the values cached with it here cost to compute.
+    Computing a value twice in a race is harmless: they are pure."""
+
+    def __init__(self, compute: Callable[[Any], _T]) -> None:
+        self.compute = compute
+        self.name = compute.__name__
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _once[_T]: ...
+
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> _T: ...
+
+    def __get__(self, obj: object, owner: type | None = None) -> _T | _once[_T]:
+        if obj is None:
+            return self
+        value = self.compute(obj)
+        # a non-data descriptor: from now on the instance dict answers, without a call
+        obj.__dict__[self.name] = value
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class CertChecks:
+    """What a verdict reads of one certificate besides where it sits in the chain."""
+
+    fingerprint: str
+    not_before: datetime
+    not_after: datetime
+    weak_key: str | None
+    weak_signature: str | None
+    self_signed: bool
+
+    @classmethod
+    def of(cls, cert: x509.Certificate) -> CertChecks:
+        return cls(
+            _fingerprint(cert),
+            cert.not_valid_before_utc,
+            cert.not_valid_after_utc,
+            strength.weak_key(cert),
+            strength.weak_signature(cert),
+            self_signed(cert),
+        )
+
+
 @dataclass(frozen=True)
 class PathCert:
     """One certificate of a built path and where it came from."""
@@ -98,10 +148,50 @@ class PathCert:
     #: position in the chain as sent; None when it came from the store or a fetch
     position: int | None
     source: str  # "sent" | "store" | "fetched"
+    #: the checks of ``cert`` when already known (certificates of a cached path above the
+    #: leaf); None: computed when first read. Not part of equality: they follow from cert.
+    known: CertChecks | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        known = self.known
+        if known is not None:
+            # answered from the instance dict from the start (see below)
+            self.__dict__.update(
+                not_before=known.not_before,
+                not_after=known.not_after,
+                weak_key=known.weak_key,
+                weak_signature=known.weak_signature,
+                self_signed=known.self_signed,
+            )
 
     @property
     def label(self) -> str:
         return label(self.cert, self.position, self.sha256, self.source)
+
+    # The checks below are read by verify_chain and again by the evaluation's findings for
+    # the same path: computed once per PathCert and kept in the instance dict, which a
+    # frozen dataclass allows; equality and repr see only the fields. (cryptography builds
+    # a new datetime on every read of a validity date.)
+
+    @_once
+    def not_before(self) -> datetime:
+        return self.cert.not_valid_before_utc
+
+    @_once
+    def not_after(self) -> datetime:
+        return self.cert.not_valid_after_utc
+
+    @_once
+    def weak_key(self) -> str | None:
+        return strength.weak_key(self.cert)
+
+    @_once
+    def weak_signature(self) -> str | None:
+        return strength.weak_signature(self.cert)
+
+    @_once
+    def self_signed(self) -> bool:
+        return self_signed(self.cert)
 
 
 @dataclass(frozen=True)
@@ -158,15 +248,22 @@ def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-@lru_cache(maxsize=128)
 def self_signed(cert: x509.Certificate) -> bool:
-    # Cached (certificates hash and compare by their DER): a scan checks the same roots
-    # and intermediates on every endpoint, and each check is a signature verification.
+    # Only a self-issued certificate can be self-signed. Comparing the names first keeps
+    # leaves and intermediates (most calls) away from the cache below: hashing a
+    # certificate for the lookup costs more than the comparison (issue 6).
+    return cert.subject == cert.issuer and _self_signature_ok(cert)
+
+
+@lru_cache(maxsize=128)
+def _self_signature_ok(cert: x509.Certificate) -> bool:
+    # Cached (certificates hash and compare by their DER): a scan checks the same roots on
+    # every endpoint, and each check is a signature verification.
     # Keep maxsize at most half of certinfo.load's: an entry here keeps its *key* object
     # alive, so a larger cache outlives load's entry for the same DER and, on a long scan
     # that meets the same leaves again, holds a second parsed copy of each (memory grew
     # with the number of targets: issue 6, 1k -> 10k targets).
-    return cert.subject == cert.issuer and signed_by(cert, cert)
+    return signed_by(cert, cert)
 
 
 def _require_ca(policy: Any, cert: x509.Certificate, bc: x509.BasicConstraints) -> None:
@@ -278,6 +375,10 @@ class _Tail:
     windows: tuple[tuple[datetime, datetime], ...]
     #: inside each window at the validation time, and not before / not after it
     state: tuple[tuple[bool, bool], ...]
+    #: the checks of each of ``certs``: the same on every endpoint, so computed once here
+    #: rather than looked up per endpoint in caches keyed by certificate (whose hash costs
+    #: as much as a check)
+    checks: tuple[CertChecks, ...]
 
 
 #: switch for tests comparing cached and uncached verdicts
@@ -356,6 +457,7 @@ def _cacheable_tail(
             _Store([issuer]),
             windows,
             _window_state(windows, at),
+            tuple(CertChecks.of(c) for c in chain[1:]),
         )
     except Exception:  # an odd certificate: just do not cache
         return None
@@ -367,11 +469,13 @@ def _validate_shared(
     key: tuple[bytes, ...],
     anchors: Anchors,
     at: datetime,
-) -> tuple[list[x509.Certificate] | None, str | None]:
+) -> tuple[list[x509.Certificate] | None, str | None, tuple[CertChecks, ...]]:
     """:func:`validate`, reusing a validated path above the leaf's issuer when that gives
-    the same answer (see the comment above); ``key`` identifies ``intermediates`` (DER)."""
+    the same answer (see the comment above); ``key`` identifies ``intermediates`` (DER).
+    Also returns the checks of the path's certificates above the leaf when they are known
+    (the path is a cached tail's), else ()."""
     if not TAIL_CACHE or anchors.store is None:
-        return validate(leaf, intermediates, anchors, at)
+        return (*validate(leaf, intermediates, anchors, at), ())
     cache_key = (id(anchors.store), key)
     tail = _tails.get(cache_key)
     if (
@@ -379,7 +483,7 @@ def _validate_shared(
         and tail.store is anchors.store
         and _window_state(tail.windows, at) == tail.state
         and not anchors.contains(leaf)
-        and _sole_issuer(leaf, intermediates, anchors) == tail.certs[0]
+        and _same(_sole_issuer(leaf, intermediates, anchors), tail.certs[0])
     ):
         ca, ee = _policies()
         try:
@@ -395,7 +499,7 @@ def _validate_shared(
         except Exception:  # noqa: S110 - refused: the full validation judges and explains it
             pass
         else:
-            return [leaf, *tail.certs], None
+            return [leaf, *tail.certs], None, tail.checks
     path, error = validate(leaf, intermediates, anchors, at)
     if path is not None and not anchors.contains(leaf):
         new = _cacheable_tail(path, intermediates, anchors, at)
@@ -403,7 +507,15 @@ def _validate_shared(
             if len(_tails) >= _MAX_TAILS:
                 del _tails[next(iter(_tails))]
             _tails[cache_key] = new
-    return path, error
+            return path, error, new.checks  # new.certs are path[1:]
+    return path, error, ()
+
+
+def _same(a: x509.Certificate | None, b: x509.Certificate) -> bool:
+    # Certificates compare by content, and cryptography does not shortcut comparing an
+    # object with itself (it costs about what hashing does); a scan's certificates above
+    # the leaf are usually the very same objects (certinfo.load's cache).
+    return a is b or a == b
 
 
 @dataclass
@@ -431,28 +543,36 @@ def verify_chain(
         detail = "certificate #0 (the leaf) is not a valid DER X.509 certificate"
         return ChainVerdict("invalid", False, False, detail, {"invalid": detail})
     others = [s.cert for s in sent[1:] if s.cert is not None]
-    # Certificates hash and compare by their DER: no re-encoding to find one.
-    by_cert = {s.cert: s for s in sent if s.cert is not None}
-    fetched_set = set(fetched)
+    # Certificates compare by their DER: no re-encoding to find one. Found by a linear
+    # search, not a dict or set: hashing a certificate walks all of it (issue 6), an
+    # identity or inequality test stops early, and a chain is a handful of certificates.
+    # Searched from the end so that, as in a dict built from the chain, the last copy of a
+    # certificate sent twice is the one found.
+    sent_last_first = [s for s in reversed(sent) if s.cert is not None]
 
-    def path_cert(cert: x509.Certificate) -> PathCert:
-        s = by_cert.get(cert)
-        if s is not None:
-            return PathCert(cert, hashlib.sha256(s.der).hexdigest(), s.position, "sent")
-        fp = _fingerprint(cert)
-        if cert in fetched_set and not anchors.contains(cert):
-            return PathCert(cert, fp, None, "fetched")
-        return PathCert(cert, fp, None, "store")
+    def path_cert(cert: x509.Certificate, known: CertChecks | None = None) -> PathCert:
+        for s in sent_last_first:
+            if _same(s.cert, cert):
+                return PathCert(cert, sha256_hex(s.der), s.position, "sent", known)
+        fp = known.fingerprint if known is not None else _fingerprint(cert)
+        if any(_same(f, cert) for f in fetched) and not anchors.contains(cert):
+            return PathCert(cert, fp, None, "fetched", known)
+        return PathCert(cert, fp, None, "store", known)
 
     defects: dict[str, str] = {}
     intermediates = [*others, *fetched]
+    tail_checks: tuple[CertChecks, ...] = ()
     if fetched:
         valid_path, validator_error = validate(leaf, intermediates, anchors, now)
     else:
         key = tuple(s.der for s in sent[1:] if s.cert is not None)
-        valid_path, validator_error = _validate_shared(leaf, others, key, anchors, now)
+        valid_path, validator_error, tail_checks = _validate_shared(leaf, others, key, anchors, now)
     if valid_path is not None:
-        path = tuple(path_cert(c) for c in valid_path)
+        if tail_checks:
+            above = zip(valid_path[1:], tail_checks, strict=True)
+            path = (path_cert(valid_path[0]), *(path_cert(c, k) for c, k in above))
+        else:
+            path = tuple(path_cert(c) for c in valid_path)
         anchored = True
     else:
         path, anchored, end, link_error = _diagnose(leaf, intermediates, anchors, path_cert)
@@ -465,14 +585,11 @@ def verify_chain(
     # Validity periods of every certificate on the path (RFC 5280 §6.1.3(a)(2)); OpenSSL
     # checks the trust anchor's too, and so do we.
     for pc in path:
-        if now > pc.cert.not_valid_after_utc:
+        if now > pc.not_after:
+            defects.setdefault("expired", f"{pc.label} expired {_when(pc.not_after)}")
+        elif now < pc.not_before:
             defects.setdefault(
-                "expired", f"{pc.label} expired {_when(pc.cert.not_valid_after_utc)}"
-            )
-        elif now < pc.cert.not_valid_before_utc:
-            defects.setdefault(
-                "not_yet_valid",
-                f"{pc.label} is not valid before {_when(pc.cert.not_valid_before_utc)}",
+                "not_yet_valid", f"{pc.label} is not valid before {_when(pc.not_before)}"
             )
 
     host_ok = hostname.matches(leaf, name)
@@ -481,12 +598,12 @@ def verify_chain(
         defects["hostname_mismatch"] = f"{leaf_pc.label} is valid for {ids}, not {name}"
 
     for pc in path:
-        weak = strength.weak_key(pc.cert)
+        weak = pc.weak_key
         if weak:
             defects.setdefault("weak_key", f"{pc.label}: {weak}")
     for i, pc in enumerate(path):
-        top_self_signed = i == len(path) - 1 and self_signed(pc.cert)
-        weak = None if top_self_signed else strength.weak_signature(pc.cert)
+        top_self_signed = i == len(path) - 1 and pc.self_signed
+        weak = None if top_self_signed else pc.weak_signature
         if weak:
             defects.setdefault("weak_signature", f"{pc.label}: {weak}")
 
@@ -583,8 +700,8 @@ def _diagnose(
 
 
 def _common_validity(path: Sequence[PathCert]) -> datetime | None:
-    start = max(pc.cert.not_valid_before_utc for pc in path)
-    end = min(pc.cert.not_valid_after_utc for pc in path)
+    start = max(pc.not_before for pc in path)
+    end = min(pc.not_after for pc in path)
     if start >= end:
         return None
     return start + min(timedelta(seconds=1), (end - start) / 2)
