@@ -76,3 +76,25 @@ def test_import_is_cheap() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout.splitlines()
     assert out == ["[]", "['OpenSSL']"]
+
+
+def test_judging_loads_no_fetching_machinery() -> None:
+    """The judging modules leave urllib.request (with http.client) and the PKCS#7 loaders
+    (with email's MIME classes) until something is fetched: most scans never fetch, and
+    every scan process would otherwise carry ≈ 4 MB more RSS (issue 6 memory goal)."""
+    lazy = ("urllib.request", "http.client", "cryptography.hazmat.primitives.serialization.pkcs7")
+    code = (
+        "import sys\n"
+        "import tlswatch.analysis.evaluate, tlswatch.net.evidence, tlswatch.probe\n"
+        f"print(sorted(m for m in {lazy!r} if m in sys.modules))\n"
+        "from tlswatch.x509.aia import parse_issuer_response\n"
+        "try:\n"
+        "    parse_issuer_response(b'not a certificate')\n"
+        "except ValueError:\n"
+        "    pass\n"
+        "print('cryptography.hazmat.primitives.serialization.pkcs7' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.splitlines()
+    assert out == ["[]", "True"]

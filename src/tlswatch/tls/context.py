@@ -74,6 +74,9 @@ def client_context(
     ctx.set_min_proto_version(SSL.TLS1_VERSION)
     ctx.set_cipher_list(CIPHERS)
     _set_groups(ctx, GROUPS)
+    # Give the record buffers (≈ 34 KiB per connection) back as soon as OpenSSL is done
+    # with them: 100 handshakes in flight per scan.
+    ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
     if alpn:
         ctx.set_alpn_protos([p.encode("ascii") for p in alpn])
     if client_cert:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from tlswatch.x509.trust import Anchors
@@ -46,6 +45,10 @@ def ocsp_urls(cert: x509.Certificate) -> list[str]:
 def parse_issuer_response(data: bytes) -> list[x509.Certificate]:
     """The certificates in a caIssuers response (DER, PKCS#7 DER, PEM or PKCS#7 PEM).
     Raises ValueError with a readable message when it is none of those."""
+    # Imported on the first fetched response, not with the module: most scans never
+    # fetch, and the PKCS#7 loaders bring email's MIME machinery (≈ 1.3 MB of RSS).
+    from cryptography.hazmat.primitives.serialization import pkcs7
+
     loaders = (
         lambda d: [x509.load_der_x509_certificate(d)],
         pkcs7.load_der_pkcs7_certificates,
