@@ -117,6 +117,8 @@ def server_name_indication(server_hostname: str | None) -> bytes | None:
         return None
     if server_hostname.startswith("."):
         raise ValueError("server_hostname cannot be an empty string or start with a leading dot.")
+    if "\x00" in server_hostname:
+        raise ValueError("embedded null character")
     return server_hostname.encode("idna")
 
 
