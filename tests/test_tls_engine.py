@@ -130,3 +130,18 @@ def test_classify_openssl_error_queue(
 
 def test_transport_end_is_closed() -> None:
     assert classify_ssl_error(SSL.SysCallError(-1, "Unexpected EOF")).code is FailureClass.CLOSED
+
+
+def test_unknown_group_falls_back_to_the_core_groups() -> None:
+    """A build of OpenSSL that lacks one of the groups refuses the whole list; the context
+    then offers the core groups rather than OpenSSL's defaults (with the ML-KEM share)."""
+    from OpenSSL import SSL
+
+    from tlswatch.tls import context as tls_context
+
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    ctx.set_verify(SSL.VERIFY_NONE)
+    tls_context._set_groups(ctx, b"X25519:NO-SUCH-GROUP")
+    groups = _u16_list(_extensions(TLSEngine(ctx, "x.example").initiate())[10][2:])
+    assert groups[:2] == [X25519, SECP256R1]
+    assert X25519MLKEM768 not in groups

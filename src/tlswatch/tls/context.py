@@ -35,6 +35,9 @@ ClientContext = SSL.Context
 #: one a certificate monitor meets today.
 GROUPS = b"X25519:P-256:X448:P-521:P-384:ffdhe2048:ffdhe3072:ffdhe4096:ffdhe6144:ffdhe8192"
 
+#: the fallback when a build lacks one of GROUPS
+CORE_GROUPS = b"X25519:P-256:P-384:P-521"
+
 #: every cipher OpenSSL has, at security level 0: collect the chain of any server
 CIPHERS = b"ALL:COMPLEMENTOFDEFAULT:@SECLEVEL=0"
 
@@ -51,8 +54,9 @@ def _set_groups(ctx: SSL.Context, groups: bytes) -> None:
     try:
         from OpenSSL._util import lib
 
-        if raw is not None:
-            lib.SSL_CTX_set1_curves_list(raw, groups)
+        if raw is not None and lib.SSL_CTX_set1_curves_list(raw, groups) != 1:
+            # a build without one of the groups (e.g. no X448) refuses the whole list
+            lib.SSL_CTX_set1_curves_list(raw, CORE_GROUPS)
     except (ImportError, AttributeError):  # pragma: no cover - other pyOpenSSL builds
         pass
 
