@@ -135,8 +135,6 @@ def test_transport_end_is_closed() -> None:
 def test_unknown_group_falls_back_to_the_core_groups() -> None:
     """A build of OpenSSL that lacks one of the groups refuses the whole list; the context
     then offers the core groups rather than OpenSSL's defaults (with the ML-KEM share)."""
-    from OpenSSL import SSL
-
     from tlswatch.tls import context as tls_context
 
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
