@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-from collections.abc import Iterator
 
 import pytest
 
@@ -114,41 +113,6 @@ def test_one_worker_runs_in_process_with_bounded_concurrency() -> None:
     records = _collect(pool, range(50))
     assert len(records) == 50
     assert peak == 7
-
-
-def test_a_process_holds_only_a_small_reserve_beyond_its_running_items() -> None:
-    """Items taken from the stream but not yet finished never exceed the concurrency plus
-    a reserve of an eighth of it: at the end of a scan no process sits on a batch that the
-    other could have taken (it held up to twice its concurrency before, issue 6)."""
-    taken = 0
-    finished = 0
-    most_outstanding = 0
-
-    def items() -> Iterator[int]:
-        nonlocal taken, most_outstanding
-        for i in range(400):
-            taken += 1
-            most_outstanding = max(most_outstanding, taken - finished)
-            yield i
-
-    async def handle(item: int) -> tuple[str, int, int]:
-        nonlocal finished
-        await asyncio.sleep(0)
-        finished += 1
-        return ("ok", item, 0)
-
-    pool: WorkerPool[int, tuple[str, int, int]] = WorkerPool(
-        handle, _fallback, workers=1, concurrency=16
-    )
-
-    async def run() -> int:
-        count = 0
-        async for batch in pool.results(items()):
-            count += len(batch)
-        return count
-
-    assert asyncio.run(run()) == 400
-    assert 16 <= most_outstanding <= 16 + 2
 
 
 def test_default_workers_is_the_usable_cpu_count() -> None:

@@ -16,8 +16,8 @@ record; ``fallback(item, exc)`` turns an exception escaping ``handle`` (a bug), 
 of the child that held the item, into a record, so every item yields exactly one record.
 
 Memory stays flat however long the stream is: the parent holds at most the items it has
-handed out and not yet seen answered (bounded by the children's requests), each process at
-most its concurrency plus a small reserve (an eighth of it).
+handed out and not yet seen answered (bounded by the children's requests), each child at
+most ``2 × its concurrency``.
 
 Parent and child talk over a socketpair in length-prefixed pickle frames (pickle is safe
 here: both ends are this program, one forked from the other)::
@@ -92,11 +92,6 @@ class _Driver(Generic[ItemT, RecordT]):
         self.fetch = fetch
         self.emit = emit
         self.buffer: deque[tuple[int, ItemT]] = deque()
-        #: items kept in hand beyond the free slots: enough to cover a request's round
-        #: trip, few enough that at the end of the stream no process sits on work another
-        #: could take (with a full second batch in hand, the last process to finish ran
-        #: up to ~80 ms alone on a 1,000-target scan: issue 6)
-        self.reserve = max(1, concurrency // 8)
         self.running = 0
         self.ended = False
         self.asking = False
@@ -130,7 +125,7 @@ class _Driver(Generic[ItemT, RecordT]):
             seq, item = self.buffer.popleft()
             self.running += 1
             asyncio.ensure_future(self._one(seq, item)).add_done_callback(self._done)
-        if not self.ended and not self.asking and len(self.buffer) < self.reserve:
+        if not self.ended and not self.asking and len(self.buffer) < self.concurrency:
             self.asking = True
             asyncio.ensure_future(self._ask()).add_done_callback(self._asked)
         elif self.ended and not self.buffer and not self.running and not self.asking:
@@ -139,9 +134,7 @@ class _Driver(Generic[ItemT, RecordT]):
                 self.finished.set_result(None)
 
     async def _ask(self) -> None:
-        # the free slots, plus the reserve: the first request fills every slot
-        want = self.concurrency - self.running - len(self.buffer) + self.reserve
-        batch = await self.fetch(max(1, want))
+        batch = await self.fetch(self.concurrency)
         if batch is None:
             self.ended = True
         else:
