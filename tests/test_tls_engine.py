@@ -4,11 +4,13 @@ are in test_implicit_real.py, test_broken_servers.py and the protocol suites.)""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from OpenSSL import SSL
 
 from tlswatch.errors import FailureClass
-from tlswatch.tls.context import client_context
+from tlswatch.tls.context import ClientCertError, client_context
 from tlswatch.tls.engine import TLSEngine, alert_name, classify_ssl_error, server_name_indication
 
 X25519 = 0x001D
@@ -143,3 +145,14 @@ def test_unknown_group_falls_back_to_the_core_groups() -> None:
     groups = _u16_list(_extensions(TLSEngine(ctx, "x.example").initiate())[10][2:])
     assert groups[:2] == [X25519, SECP256R1]
     assert X25519MLKEM768 not in groups
+
+
+def test_unusable_client_certificate_says_why(tmp_path: Path) -> None:
+    """A client_cert file that is not a certificate: a ClientCertError in OpenSSL's words
+    (the probe reports it as a tls_error), not an OpenSSL exception."""
+    bad = tmp_path / "client.pem"
+    bad.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+    with pytest.raises(ClientCertError) as info:
+        client_context((), str(bad), str(bad))
+    assert str(info.value)
+    assert str(info.value) != "unusable certificate or key"

@@ -8,18 +8,12 @@ place that knows.
 
 from __future__ import annotations
 
-import warnings
-
 from OpenSSL import SSL, crypto
 
 
 def unverified_chain_der(conn: SSL.Connection) -> tuple[bytes, ...]:
     """The peer's chain in the order it was sent, leaf first, as DER. Empty when the server
-    sent no certificate (anonymous cipher suites)."""
-    with warnings.catch_warnings():
-        # pyOpenSSL's X509 objects are deprecated for *inspecting* certificates (we parse
-        # with cryptography); here they only carry the DER out, the cheapest way it offers
-        # (as_cryptography=True would parse each certificate a second time).
-        warnings.simplefilter("ignore", DeprecationWarning)
-        certs = conn.get_peer_cert_chain() or []
-        return tuple(crypto.dump_certificate(crypto.FILETYPE_ASN1, c) for c in certs)
+    sent no certificate (anonymous cipher suites). The certificate objects only carry the
+    DER out (cheaper than ``as_cryptography=True``, which would parse each one again)."""
+    certs = conn.get_peer_cert_chain() or []
+    return tuple(crypto.dump_certificate(crypto.FILETYPE_ASN1, c) for c in certs)

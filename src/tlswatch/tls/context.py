@@ -24,6 +24,8 @@ from typing import Any
 
 from OpenSSL import SSL
 
+from tlswatch.tls.engine import openssl_reason
+
 #: what a probe hands the engine: one cached pyOpenSSL context
 ClientContext = SSL.Context
 
@@ -91,13 +93,8 @@ def client_context(
             ctx.use_privatekey_file(client_key or client_cert)
             ctx.check_privatekey()
         except SSL.Error as exc:
-            raise ClientCertError(_error_text(exc) or "unusable certificate or key") from None
+            raise ClientCertError(openssl_reason(exc)[1] or "unusable certificate or key") from None
     return ctx
-
-
-def _error_text(exc: SSL.Error) -> str:
-    entries = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
-    return "; ".join(str(e[2]) for e in entries if len(e) > 2 and e[2])
 
 
 __all__ = ["CIPHERS", "GROUPS", "ClientCertError", "ClientContext", "client_context"]

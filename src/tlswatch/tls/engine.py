@@ -53,7 +53,7 @@ def alert_name(reason: str) -> str | None:
     return None
 
 
-def _reason(exc: SSL.Error) -> tuple[str, str]:
+def openssl_reason(exc: SSL.Error) -> tuple[str, str]:
     """OpenSSL's reason for a failure as its code name (``SSLV3_ALERT_HANDSHAKE_FAILURE``),
     and the whole error queue as text. pyOpenSSL hands over the queue as (library,
     function, reason text) entries; the last one is the reason OpenSSL settled on, the
@@ -70,7 +70,7 @@ def classify_ssl_error(exc: SSL.Error) -> Failure:
     if isinstance(exc, SSL.ZeroReturnError | SSL.SysCallError):
         # SysCallError: the transport ended (memory BIO at EOF) mid-handshake
         return Failure(FailureClass.CLOSED, "server closed the connection during the TLS handshake")
-    reason, text = _reason(exc)
+    reason, text = openssl_reason(exc)
     if reason in ("UNEXPECTED_EOF_WHILE_READING",):
         return Failure(FailureClass.CLOSED, "server closed the connection during the TLS handshake")
     name = alert_name(reason)
@@ -257,6 +257,8 @@ class TLSEngine:
         out = b""
         while chunk := self._pending():
             out += chunk
+            if len(chunk) < READ_CHUNK:
+                break  # a short read emptied the BIO: no need to be told so by an exception
         wrapped = self._framer.wrap(out) if out else b""
         output = wrapped + self._framer.pending_output()
         if self.facts is not None and not self._framer_told:
