@@ -21,7 +21,7 @@ from tlswatch.net.driver import probe_endpoint
 from tlswatch.net.resolve import Address, Resolver
 from tlswatch.protocols.base import Negotiator, NegotiatorContext
 from tlswatch.targets import Target
-from tlswatch.tls.context import ClientCertError, client_context
+from tlswatch.tls.context import ClientCertError, ClientContext, client_context
 
 if TYPE_CHECKING:
     from tlswatch.net.evidence import EvidenceOptions
@@ -57,6 +57,13 @@ async def observe_target(
     return list(await asyncio.gather(*(observe_endpoint(target, a, dns_ms) for a in addrs))), None
 
 
+def _context_for(target: Target) -> ClientContext:
+    """The (cached) TLS context for ``target``: its ALPN and client certificate."""
+    return client_context(
+        target.spec.alpn, target.options.get("client_cert"), target.options.get("client_key")
+    )
+
+
 async def observe_endpoint(
     target: Target, address: Address, dns_ms: float | None = None, *, detect: bool = True
 ) -> Observation:
@@ -86,9 +93,7 @@ async def observe_endpoint(
             f"({type(exc).__name__}: {exc})",
         )
     try:
-        context = client_context(
-            spec.alpn, target.options.get("client_cert"), target.options.get("client_key")
-        )
+        context = _context_for(target)
     except (OSError, ClientCertError, ValueError) as exc:
         return failed(
             FailureClass.TLS_ERROR,
@@ -139,11 +144,7 @@ def prewarm(targets: Iterable[Target] = ()) -> None:
     for target in targets:
         try:
             policy_for(target)
-            client_context(
-                target.spec.alpn,
-                target.options.get("client_cert"),
-                target.options.get("client_key"),
-            )
+            _context_for(target)
         except Exception:  # noqa: S112 - the probe reports it, with its own words
             continue
 
