@@ -11,12 +11,17 @@ Tools (implicit TLS, N = --ports distinct certificates):
   nmap           ``nmap --script +ssl-cert`` (leaf only, no verification)
   blackbox       prometheus-blackbox-exporter, tcp module with TLS verifying against the
                  bench root, driven by bench/blackbox_driver.py over keep-alive connections
-  bare-1/bare-2  bench/bare_loop.py as 1 process and as 2 processes (the Python floor)
+  bare-1/bare-2  bench/bare_loop.py as 1 process and as 2 processes (the issue's Python
+                 reference: stdlib ssl, i.e. the system's OpenSSL)
+  floor-1/floor-2  bench/floor_loop.py: the cheapest handshake on tlswatch's own binding
+                 (uvloop + pyOpenSSL on cryptography's OpenSSL), nothing else
 STARTTLS (Dovecot IMAP, smaller): tlswatch, sslyze and blackbox (query_response + starttls).
 
 Peak RSS is the largest sum of VmRSS over the tool's whole process tree, sampled every
-20 ms from /proc (the blackbox figure is the exporter's own tree; its HTTP driver is not
-counted). Wall time runs from spawn to the exit of the last process.
+20 ms from /proc (for blackbox: the long-running exporter plus its HTTP driver). Wall time
+runs from spawn to the exit of the last process. Client CPU is the user + system time of the
+tool's processes per endpoint (for blackbox: the exporter's, read from /proc, plus the
+driver's); server CPU is haproxy's, read from /proc around each run.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import json
 import os
 import platform
 import re
+import resource
 import socket
 import statistics
 import subprocess
@@ -47,6 +53,7 @@ VENV = ROOT / ".venv" / "bin"
 PEERS = HERE / ".venv-peers" / "bin"
 OUT = HERE / "out"
 PAGE = os.sysconf("SC_PAGE_SIZE")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # --- measuring -------------------------------------------------------------------------------
@@ -99,6 +106,21 @@ def tree_rss(roots: list[int]) -> tuple[int, int]:
     return rss, pss
 
 
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process (all its threads) from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 class RSSSampler:
     """Largest summed RSS of the process trees under ``roots`` while running."""
 
@@ -137,6 +159,11 @@ class Run:
     pss: int = 0
     #: TCP connections haproxy accepted per endpoint (None: not the haproxy workload)
     conns: float | None = None
+    #: client CPU seconds (user + system) of the tool's processes, waited-for children
+    #: included, plus the long-running exporter's for blackbox
+    cpu: float = 0.0
+    #: haproxy's CPU seconds during the run (None: not the haproxy workload)
+    server_cpu: float | None = None
 
     @property
     def rate(self) -> float:
@@ -154,6 +181,7 @@ def run_processes(
     """Spawn ``cmds`` together; wall time until the last exits; parse each one's stdout."""
     with tempfile.TemporaryDirectory() as tmp:
         outs = [open(Path(tmp) / f"out{i}", "w+b") for i in range(len(cmds))]  # noqa: SIM115
+        cpu_before = _children_cpu() + sum(proc_cpu(p) for p in extra_roots or [])
         start = time.perf_counter()
         procs = [
             subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL)
@@ -163,6 +191,7 @@ def run_processes(
             for p in procs:
                 p.wait(timeout)
         wall = time.perf_counter() - start
+        cpu = _children_cpu() + sum(proc_cpu(p) for p in extra_roots or []) - cpu_before
         ok = failed = 0
         texts = []
         for out in outs:
@@ -172,7 +201,7 @@ def run_processes(
     for text in texts:
         o, f = parse(text.splitlines())
         ok, failed = ok + o, failed + f
-    return Run(tool, endpoints, ok, failed, wall, sampler.peak, sampler.peak_pss)
+    return Run(tool, endpoints, ok, failed, wall, sampler.peak, sampler.peak_pss, cpu=cpu)
 
 
 def parse_counts(lines: list[str]) -> tuple[int, int]:
@@ -267,6 +296,26 @@ def tool_bare(procs: int) -> Callable[[Bench], Run]:
     return run
 
 
+def tool_floor(procs: int) -> Callable[[Bench], Run]:
+    def run(bench: Bench) -> Run:
+        cmds = [
+            [
+                str(VENV / "python"),
+                str(HERE / "floor_loop.py"),
+                "--ports-file",
+                str(bench.ports_file),
+                "--shard",
+                f"{i}/{procs}",
+                "--concurrency",
+                str(bench.concurrency),
+            ]
+            for i in range(procs)
+        ]
+        return run_processes(cmds, parse_counts, bench.n, f"floor-{procs}")
+
+    return run
+
+
 def tool_sslyze(bench: Bench) -> Run:
     cmd = [
         str(PEERS / "python"),
@@ -306,9 +355,9 @@ def blackbox_driver(bench: Bench, module: str, ports_file: Path, n: int, tool: s
         "--connections",
         str(bench.concurrency),
     ]
-    run = run_processes([cmd], parse_counts, n, tool, extra_roots=[bench.exporter_pid])
-    # The sampler summed driver + exporter; report the exporter alone.
-    return run
+    # RSS and CPU: the driver's and the exporter's together (the exporter does the probing;
+    # the driver stands in for Prometheus scraping it)
+    return run_processes([cmd], parse_counts, n, tool, extra_roots=[bench.exporter_pid])
 
 
 def tool_blackbox(bench: Bench) -> Run:
@@ -471,6 +520,11 @@ def summarise(runs: dict[str, list[Run]]) -> dict[str, dict[str, float]]:
             "rss": statistics.median(r.rss for r in rs),
             "pss": statistics.median(r.pss for r in rs),
             "conns": max((r.conns for r in rs if r.conns is not None), default=-1.0),
+            # CPU per endpoint, milliseconds (server: -1 when not measured)
+            "cpu_ms": statistics.median(1000 * r.cpu / r.endpoints for r in rs),
+            "server_cpu_ms": statistics.median(
+                1000 * r.server_cpu / r.endpoints if r.server_cpu is not None else -1.0 for r in rs
+            ),
             "runs": len(rs),
         }
     return out
@@ -499,7 +553,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=100)
     ap.add_argument(
         "--tools",
-        default="tlswatch,blackbox,nmap,sslyze,bare-1,bare-2",
+        default="tlswatch,blackbox,nmap,sslyze,bare-1,bare-2,floor-1,floor-2",
         help="comma-separated subset",
     )
     ap.add_argument("--starttls-ports", type=int, default=20)
@@ -536,6 +590,8 @@ def main() -> None:
                 "sslyze": tool_sslyze,
                 "bare-1": tool_bare(1),
                 "bare-2": tool_bare(2),
+                "floor-1": tool_floor(1),
+                "floor-2": tool_floor(2),
             }
             chosen = [t for t in args.tools.split(",") if t]
             if state.starttls_ports and args.starttls_repeat:
@@ -566,14 +622,16 @@ def main() -> None:
                 label = "warm-up" if rnd == 0 else f"run {rnd}/{args.runs}"
                 for tool in chosen:
                     before = haproxy_connections(state.haproxy_stats)
+                    server_before = proc_cpu(state.haproxy_pid)
                     r = tools[tool](bench)
                     if not tool.endswith("-starttls"):
                         after = haproxy_connections(state.haproxy_stats)
                         r.conns = (after - before) / r.endpoints
+                        r.server_cpu = proc_cpu(state.haproxy_pid) - server_before
                     print(
                         f"[{label}] {tool:18s} ok={r.ok:5d} failed={r.failed:4d} "
                         f"{r.rate:7.0f}/s wall={r.wall:6.2f}s rss={_fmt_mb(r.rss)}MB "
-                        f"pss={_fmt_mb(r.pss)}MB "
+                        f"pss={_fmt_mb(r.pss)}MB cpu={1000 * r.cpu / r.endpoints:.2f}ms/endp "
                         f"conns/endpoint={'-' if r.conns is None else f'{r.conns:.2f}'}",
                         flush=True,
                     )
@@ -623,16 +681,19 @@ def report(
         f"medians of {args.runs} interleaved runs after a warm-up; concurrency {args.concurrency}"
     )
     print(f"\n{'tool':20s} {'endpoints':>9s} {'ok':>6s} {'failed':>6s} {'endp/s':>8s} "
-          f"{'wall s':>7s} {'peak RSS MB':>11s} {'PSS MB':>6s} {'conns/endp':>10s} {'tlswatch/tool':>13s}")  # fmt: skip
+          f"{'wall s':>7s} {'peak RSS MB':>11s} {'PSS MB':>6s} {'conns/endp':>10s} "
+          f"{'CPU ms/endp':>11s} {'haproxy ms':>10s} {'tlswatch/tool':>13s}")  # fmt: skip
     tw = summary.get("tlswatch")
     tws = summary.get("tlswatch-starttls")
     for tool, s in summary.items():
         ref = tws if tool.endswith("-starttls") else tw
         ratio = f"{ref['rate'] / s['rate']:.2f}x" if ref and s["rate"] else "-"
         conns = f"{s['conns']:.2f}" if s["conns"] >= 0 else "-"
+        server = f"{s['server_cpu_ms']:.2f}" if s["server_cpu_ms"] >= 0 else "-"
         print(
             f"{tool:20s} {s['endpoints']:9.0f} {s['ok']:6.0f} {s['failed']:6.0f} "
-            f"{s['rate']:8.0f} {s['wall']:7.2f} {_fmt_mb(s['rss']):>11s} {_fmt_mb(s['pss']):>6s} {conns:>10s} {ratio:>13s}"
+            f"{s['rate']:8.0f} {s['wall']:7.2f} {_fmt_mb(s['rss']):>11s} {_fmt_mb(s['pss']):>6s} {conns:>10s} "
+            f"{s['cpu_ms']:11.2f} {server:>10s} {ratio:>13s}"
         )
     if tw:
         print("\ngoals (issue 6):")
@@ -645,6 +706,22 @@ def report(
               f"process tree, PSS {_fmt_mb(tw['pss'])} MB (goal <= 100)  RSS "
               f"{'PASS' if tw['rss'] <= 100e6 else 'FAIL'}, PSS "
               f"{'PASS' if tw['pss'] <= 100e6 else 'FAIL'}")  # fmt: skip
+    floor = summary.get("floor-2")
+    if tw and floor and floor["rate"]:
+        # What a goal asks of the box, next to the cheapest handshake loop on tlswatch's own
+        # TLS binding: a ratio that needs more endpoints/s than that loop manages cannot be
+        # met by anything that also parses, validates and judges the chain.
+        print("\nthe floor (floor-2: handshake + chain bytes on tlswatch's binding, nothing else, "
+              f"{floor['rate']:.0f} endp/s, {floor['cpu_ms']:.2f} ms client CPU per endpoint):")  # fmt: skip
+        for tool, goal in GOALS.items():
+            if tool in summary and summary[tool]["rate"]:
+                need = goal * summary[tool]["rate"]
+                verdict = ("above the floor: out of reach" if need > floor["rate"]
+                           else f"{need / floor['rate']:.0%} of the floor")  # fmt: skip
+                print(f"  {goal}x {tool:8s} needs {need:6.0f} endp/s  ({verdict})")
+        print(f"  tlswatch's client CPU per endpoint: {tw['cpu_ms']:.2f} ms, of which above "
+              f"the floor's: {tw['cpu_ms'] - floor['cpu_ms']:.2f} ms (parse, validation, findings, "
+              f"JSON, start-up)")  # fmt: skip
     if scale:
         rss = float(scale["rss"])  # type: ignore[arg-type]
         pss = float(scale["pss"])  # type: ignore[arg-type]
