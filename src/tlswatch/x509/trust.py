@@ -166,11 +166,15 @@ def mozilla_bundle_path() -> str:
 
 
 @lru_cache(maxsize=64)
-def _anchors(trust: str, ca: str | None, _stamp: tuple[int, ...]) -> Anchors:
+def _anchors(
+    trust: str, ca: str | None, system_path: str | None, _stamp: tuple[int, ...]
+) -> Anchors:
+    # Keyed by the system bundle's path too (the one chosen by load_anchors, read here):
+    # SSL_CERT_FILE switched to another file with the same mtime is another set of anchors.
     certs: list[x509.Certificate] = []
     errors: list[str] = []
     if trust == "system":
-        path = system_bundle_path()
+        path = system_path
         if path is None:
             errors.append(
                 "no system CA bundle found (looked for " + ", ".join(SYSTEM_BUNDLES) + ")"
@@ -194,12 +198,34 @@ def _anchors(trust: str, ca: str | None, _stamp: tuple[int, ...]) -> Anchors:
     return Anchors.of(certs, errors, judged)
 
 
+#: the anchors last returned for (trust, ca, $SSL_CERT_FILE), and when they were looked up.
+#: A scan asks twice per endpoint (evidence, then policy); without SSL_CERT_FILE, choosing
+#: the system bundle was a stat() syscall on every call, and each call also looked up every
+#: file's mtime and the _anchors cache (issue 6: ≈ 19k instructions per endpoint even with
+#: SSL_CERT_FILE set). Within MTIME_TTL the same answer is returned, so a file edited, created or
+#: removed on disk is still noticed within a second, as _mtime already allowed; the
+#: environment variable is part of the key, so changing it takes effect at once.
+_recent: dict[tuple[str, str | None, str | None], tuple[float, Anchors]] = {}
+_MAX_RECENT = 64  # as many as _anchors keeps: bounded however many targets
+
+
 def load_anchors(trust: str = "system", ca: str | None = None) -> Anchors:
     """The anchors for ``trust=`` plus ``ca=``, built once per process per file version."""
     if trust not in TRUST_CHOICES:
         return Anchors.of((), (f"unknown trust {trust!r}",), True)
-    paths = [p for p in (system_bundle_path() if trust == "system" else None, ca) if p]
-    return _anchors(trust, ca, tuple(_mtime(p) for p in paths))
+    key = (trust, ca, os.environ.get("SSL_CERT_FILE") if trust == "system" else None)
+    now = time.monotonic()
+    seen = _recent.get(key)
+    if seen is not None and now - seen[0] < MTIME_TTL:
+        return seen[1]
+    system_path = system_bundle_path() if trust == "system" else None
+    paths = [p for p in (system_path, ca) if p]
+    anchors = _anchors(trust, ca, system_path, tuple(_mtime(p) for p in paths))
+    if len(_recent) >= _MAX_RECENT:
+        _recent.clear()
+    # stamped after the _mtime calls: when this expires, so have the mtimes it was built on
+    _recent[key] = (time.monotonic(), anchors)
+    return anchors
 
 
 __all__ = ["TRUST_CHOICES", "Anchors", "load_anchors", "read_bundle"]
