@@ -85,7 +85,10 @@ def next_issuer_url(
     cur = chain[0]
     seen = {id(cur)}
     for _ in range(MAX_HOPS + len(pool) + 1):
-        if anchors.contains(cur) or self_signed(cur) or anchors.issuers_of(cur):
+        # Pure tests, any of which ends the walk: the anchor lookup before the name
+        # comparison of self_signed, so the usual end (an intermediate the store issued)
+        # skips the latter (≈ 1 µs per endpoint, issue 6).
+        if anchors.contains(cur) or anchors.issuers_of(cur) or self_signed(cur):
             return None
         nxt = next(
             (c for c in pool if id(c) not in seen and c.subject == cur.issuer),

@@ -183,7 +183,12 @@ class PathCert:
 
     @_once
     def weak_key(self) -> str | None:
-        return strength.weak_key(self.cert)
+        if self.source == "fetched":  # parsed anew for each endpoint: the cache pays
+            return strength.weak_key(self.cert)
+        # a sent certificate is certinfo.load's object and a store one the anchors' own:
+        # the same object recurs and keeps its decoded key, and a new leaf would only miss
+        # the cache (issue 6)
+        return strength.key_weakness(self.cert)
 
     @_once
     def weak_signature(self) -> str | None:
@@ -369,8 +374,10 @@ class _Tail:
     store: Any
     #: the path above the leaf, the leaf's issuer first (as the validator returned it)
     certs: tuple[x509.Certificate, ...]
-    #: the short check's store: the leaf's issuer as the only anchor
-    issuer_store: Any
+    #: the short check's verifier settings, all but the time (which changes per endpoint):
+    #: the leaf's issuer as the only anchor. A PolicyBuilder is immutable (each call returns
+    #: a new one), so it is shared; half the cost of building it per endpoint (issue 6).
+    issuer_policy: PolicyBuilder
     #: validity (not before, not after) of every certificate the search can visit
     windows: tuple[tuple[datetime, datetime], ...]
     #: inside each window at the validation time, and not before / not after it
@@ -451,10 +458,14 @@ def _cacheable_tail(
                 continue
             return None  # constraints above the issuer are applied to each leaf's names
         windows = tuple((c.not_valid_before_utc, c.not_valid_after_utc) for c in visited)
+        ca, ee = _policies()
         return _Tail(
             anchors.store,
             tuple(chain[1:]),
-            _Store([issuer]),
+            PolicyBuilder()
+            .store(_Store([issuer]))
+            .max_chain_depth(MAX_DEPTH)
+            .extension_policies(ca_policy=ca, ee_policy=ee),
             windows,
             _window_state(windows, at),
             tuple(CertChecks.of(c) for c in chain[1:]),
@@ -485,17 +496,8 @@ def _validate_shared(
         and not anchors.contains(leaf)
         and _same(_sole_issuer(leaf, intermediates, anchors), tail.certs[0])
     ):
-        ca, ee = _policies()
         try:
-            (
-                PolicyBuilder()
-                .store(tail.issuer_store)
-                .time(at)
-                .max_chain_depth(MAX_DEPTH)
-                .extension_policies(ca_policy=ca, ee_policy=ee)
-                .build_client_verifier()
-                .verify(leaf, [])
-            )
+            tail.issuer_policy.time(at).build_client_verifier().verify(leaf, [])
         except Exception:  # noqa: S110 - refused: the full validation judges and explains it
             pass
         else:
@@ -621,8 +623,9 @@ def verify_chain(
         if reason and not {"weak_key", "weak_signature"} & set(defects):
             defects["invalid"] = f"{leaf_pc.label}: {reason}"
 
-    code = next((c for c in PRECEDENCE if c in defects), "ok")
-    trusted = anchored and not (set(defects) - {"hostname_mismatch"})
+    # most chains have no defect: then neither scan of the codes is needed (issue 6)
+    code = next((c for c in PRECEDENCE if c in defects), "ok") if defects else "ok"
+    trusted = anchored and not (defects and set(defects) - {"hostname_mismatch"})
     return ChainVerdict(
         code=code,
         trusted=trusted,
