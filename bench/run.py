@@ -730,7 +730,9 @@ def _report_floor(
     tlswatch's own TLS binding (floor-2). The loop keeps the box about as busy as any client
     can, so at its CPU use, ``need`` endpoints/s leave ``budget`` ms of client CPU per
     endpoint, once haproxy's share is paid; what is left beyond the floor's own client CPU
-    is all there is for parsing, path validation, findings, JSON and start-up."""
+    is all there is for parsing, path validation, findings and JSON. (floor-2's CPU holds two
+    interpreter start-ups, tlswatch's one and a fork: docs/performance.md, "Phase 5", does
+    that accounting.)"""
     cores = (floor["cpu_ms"] + max(floor["server_cpu_ms"], 0.0)) * floor["rate"] / 1000
     print(f"\nthe floor (floor-2: handshake + chain bytes on tlswatch's binding, nothing "
           f"else): {floor['rate']:.0f} endp/s, client CPU {floor['cpu_ms']:.2f} ms/endp, "
