@@ -14,6 +14,7 @@ import asyncio
 import json
 import ssl
 import sys
+from collections.abc import Callable
 
 
 async def _one(host: str, port: int, ctx: ssl.SSLContext, sem: asyncio.Semaphore) -> bool:
@@ -38,7 +39,9 @@ async def _main(host: str, ports: list[int], concurrency: int) -> dict[str, int]
     return {"ok": ok, "failed": len(results) - ok}
 
 
-def main() -> None:
+def cli(run: Callable[[str, list[int], int], dict[str, int]]) -> None:
+    """The command line both handshake loops share (this one and floor_loop.py): the ports
+    of one shard, ``run(host, ports, concurrency)``, and its counts as one JSON line."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--ports-file", required=True)
@@ -48,7 +51,11 @@ def main() -> None:
     i, n = (int(x) for x in args.shard.split("/"))
     with open(args.ports_file, encoding="ascii") as fh:
         ports = [int(line) for line in fh if line.strip()][i::n]
-    sys.stdout.write(json.dumps(asyncio.run(_main(args.host, ports, args.concurrency))) + "\n")
+    sys.stdout.write(json.dumps(run(args.host, ports, args.concurrency)) + "\n")
+
+
+def main() -> None:
+    cli(lambda host, ports, concurrency: asyncio.run(_main(host, ports, concurrency)))
 
 
 if __name__ == "__main__":

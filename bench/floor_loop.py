@@ -15,12 +15,14 @@ Prints one JSON line ``{"ok": N, "failed": M}``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import sys
+from pathlib import Path
 
 from OpenSSL import SSL, crypto
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bare_loop import cli
 
 try:
     import uvloop
@@ -103,18 +105,11 @@ async def _main(host: str, ports: list[int], concurrency: int) -> dict[str, int]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--ports-file", required=True)
-    ap.add_argument("--shard", default="0/1", help="i/n: take every n-th port from i")
-    ap.add_argument("--concurrency", type=int, default=100)
-    args = ap.parse_args()
-    i, n = (int(x) for x in args.shard.split("/"))
-    with open(args.ports_file, encoding="ascii") as fh:
-        ports = [int(line) for line in fh if line.strip()][i::n]
-    coro = _main(args.host, ports, args.concurrency)
-    result = uvloop.run(coro) if uvloop is not None else asyncio.run(coro)
-    sys.stdout.write(json.dumps(result) + "\n")
+    def run(host: str, ports: list[int], concurrency: int) -> dict[str, int]:
+        coro = _main(host, ports, concurrency)
+        return uvloop.run(coro) if uvloop is not None else asyncio.run(coro)
+
+    cli(run)
 
 
 if __name__ == "__main__":

@@ -276,12 +276,15 @@ def tool_tlswatch(bench: Bench) -> Run:
     )
 
 
-def tool_bare(procs: int) -> Callable[[Bench], Run]:
+def _tool_loop(script: str, name: str, procs: int) -> Callable[[Bench], Run]:
+    """A handshake loop of bench/ (bare_loop.py, floor_loop.py) run as ``procs`` processes,
+    each on its share of the ports."""
+
     def run(bench: Bench) -> Run:
         cmds = [
             [
                 str(VENV / "python"),
-                str(HERE / "bare_loop.py"),
+                str(HERE / script),
                 "--ports-file",
                 str(bench.ports_file),
                 "--shard",
@@ -291,29 +294,17 @@ def tool_bare(procs: int) -> Callable[[Bench], Run]:
             ]
             for i in range(procs)
         ]
-        return run_processes(cmds, parse_counts, bench.n, f"bare-{procs}")
+        return run_processes(cmds, parse_counts, bench.n, f"{name}-{procs}")
 
     return run
+
+
+def tool_bare(procs: int) -> Callable[[Bench], Run]:
+    return _tool_loop("bare_loop.py", "bare", procs)
 
 
 def tool_floor(procs: int) -> Callable[[Bench], Run]:
-    def run(bench: Bench) -> Run:
-        cmds = [
-            [
-                str(VENV / "python"),
-                str(HERE / "floor_loop.py"),
-                "--ports-file",
-                str(bench.ports_file),
-                "--shard",
-                f"{i}/{procs}",
-                "--concurrency",
-                str(bench.concurrency),
-            ]
-            for i in range(procs)
-        ]
-        return run_processes(cmds, parse_counts, bench.n, f"floor-{procs}")
-
-    return run
+    return _tool_loop("floor_loop.py", "floor", procs)
 
 
 def tool_sslyze(bench: Bench) -> Run:
