@@ -1,12 +1,14 @@
-"""The handshake floor: the cheapest TLS client handshake Python can do on this machine.
+"""The handshake floor: the cheapest client handshake on tlswatch's own TLS binding.
 
 Where ``bare_loop.py`` is the issue's reference (stdlib ``ssl`` + asyncio, i.e. the system's
 OpenSSL 3.0 on Debian 12), this loop uses exactly what tlswatch's engine uses and nothing
-else: uvloop, a bare ``asyncio.Protocol`` and pyOpenSSL over memory BIOs on the OpenSSL
-that ``cryptography`` ships. Per port: connect, handshake (no verification, no SNI), read
-the chain as sent (DER), close. No parsing, no path validation, no findings, no output per
-endpoint. A scanner built on this binding cannot spend less CPU per endpoint than this; the
-runner compares tlswatch's client CPU with it (docs/performance.md, "The floor").
+else: uvloop, a bare ``asyncio.Protocol``, pyOpenSSL over memory BIOs on the OpenSSL that
+``cryptography`` ships, and tlswatch's own client context (its options, cipher list and key
+exchange groups: OpenSSL 4's default groups would add a post-quantum key share that costs
+about a quarter of a handshake). Per port: connect, handshake (no verification, no SNI),
+read the chain as sent (DER), close. No parsing, no path validation, no findings, no output
+per endpoint. A scanner built on this binding cannot spend less CPU per endpoint than this;
+the runner compares tlswatch's client CPU with it (docs/performance.md, "Phase 5").
 
     python bench/floor_loop.py --ports-file ports.txt [--shard 0/2] [--concurrency 100]
 
@@ -20,6 +22,8 @@ import sys
 from pathlib import Path
 
 from OpenSSL import SSL, crypto
+
+from tlswatch.tls.context import client_context
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bare_loop import cli
@@ -96,8 +100,7 @@ async def _one(host: str, port: int, ctx: SSL.Context, sem: asyncio.Semaphore) -
 
 
 async def _main(host: str, ports: list[int], concurrency: int) -> dict[str, int]:
-    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
-    ctx.set_verify(SSL.VERIFY_NONE)
+    ctx = client_context()  # tlswatch's: the same ClientHello as a scan's
     sem = asyncio.Semaphore(concurrency)
     results = await asyncio.gather(*(_one(host, p, ctx, sem) for p in ports))
     ok = sum(results)
