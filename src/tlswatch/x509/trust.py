@@ -17,9 +17,10 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Generic, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -101,21 +102,48 @@ class Anchors:
 #: how long a CA file's modification time is trusted before it is looked at again: a scan
 #: asks for the anchors on every target, and one stat per second notices an edited file
 MTIME_TTL = 1.0
-_mtimes: dict[str, tuple[float, int]] = {}
+
+_K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V")
+
+
+class _Recent(Generic[_K, _V]):
+    """Answers remembered for MTIME_TTL seconds; at most ``size`` of them (all forgotten
+    when full), so bounded however many targets a scan has."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: dict[_K, tuple[float, _V]] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: _K) -> _V | None:
+        seen = self._items.get(key)
+        if seen is not None and time.monotonic() - seen[0] < MTIME_TTL:
+            return seen[1]
+        return None
+
+    def put(self, key: _K, value: _V, stamp: float) -> None:
+        """Remember ``value`` as of ``stamp`` (a ``time.monotonic()`` reading)."""
+        if len(self._items) >= self.size:
+            self._items.clear()
+        self._items[key] = (stamp, value)
+
+
+_mtimes: _Recent[str, int] = _Recent(256)
 
 
 def _mtime(path: str) -> int:
-    now = time.monotonic()
     seen = _mtimes.get(path)
-    if seen is not None and now - seen[0] < MTIME_TTL:
-        return seen[1]
+    if seen is not None:
+        return seen
+    now = time.monotonic()
     try:
         mtime = os.stat(path).st_mtime_ns
     except OSError:
         mtime = -1
-    if len(_mtimes) > 256:
-        _mtimes.clear()
-    _mtimes[path] = (now, mtime)
+    _mtimes.put(path, mtime, now)
     return mtime
 
 
@@ -205,8 +233,8 @@ def _anchors(
 #: SSL_CERT_FILE set). Within MTIME_TTL the same answer is returned, so a file edited, created or
 #: removed on disk is still noticed within a second, as _mtime already allowed; the
 #: environment variable is part of the key, so changing it takes effect at once.
-_recent: dict[tuple[str, str | None, str | None], tuple[float, Anchors]] = {}
-_MAX_RECENT = 64  # as many as _anchors keeps: bounded however many targets
+_MAX_RECENT = 64  # as many as _anchors keeps
+_recent: _Recent[tuple[str, str | None, str | None], Anchors] = _Recent(_MAX_RECENT)
 
 
 def load_anchors(trust: str = "system", ca: str | None = None) -> Anchors:
@@ -214,17 +242,14 @@ def load_anchors(trust: str = "system", ca: str | None = None) -> Anchors:
     if trust not in TRUST_CHOICES:
         return Anchors.of((), (f"unknown trust {trust!r}",), True)
     key = (trust, ca, os.environ.get("SSL_CERT_FILE") if trust == "system" else None)
-    now = time.monotonic()
     seen = _recent.get(key)
-    if seen is not None and now - seen[0] < MTIME_TTL:
-        return seen[1]
+    if seen is not None:
+        return seen
     system_path = system_bundle_path() if trust == "system" else None
     paths = [p for p in (system_path, ca) if p]
     anchors = _anchors(trust, ca, system_path, tuple(_mtime(p) for p in paths))
-    if len(_recent) >= _MAX_RECENT:
-        _recent.clear()
     # stamped after the _mtime calls: when this expires, so have the mtimes it was built on
-    _recent[key] = (time.monotonic(), anchors)
+    _recent.put(key, anchors, time.monotonic())
     return anchors
 
 
